@@ -1,0 +1,247 @@
+"""Decode any audio file a music collection holds -> float32 mono at the model's sample rate.
+
+WAV/FLAC/Ogg/MP3 (and anything else libsndfile reads) go through soundfile, which seeks, so a
+window (``offset``/``duration``) decodes only that window. Other containers (m4a/AAC, Opus, WebM,
+WMA, ...) go through PyAV (FFmpeg), which seeks to the nearest packet before the window.
+Channels are averaged; resampling uses soxr's high-quality mode. Every failure is an
+:class:`AudioDecodeError` naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SOUNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".aifc", ".au", ".w64", ".caf"}
+AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS | {
+    ".m4a", ".mp4", ".aac", ".opus", ".webm", ".wma", ".mka", ".mkv", ".ac3", ".alac", ".ape", ".wv",
+}
+
+
+class AudioDecodeError(RuntimeError):
+    """A file could not be decoded into usable audio; ``path`` and ``reason`` say which and why."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"cannot decode {self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What is known about a file without decoding it."""
+
+    sample_rate: int
+    channels: int
+    frames: int
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise AudioDecodeError(path, "no such file")
+    if not path.is_file():
+        raise AudioDecodeError(path, "not a regular file")
+    if path.stat().st_size == 0:
+        raise AudioDecodeError(path, "empty file (0 bytes)")
+
+
+def _ogg_truncation(path: Path) -> str | None:
+    """Reason an Ogg file is cut off (last page incomplete or no end-of-stream page), else None.
+
+    libsndfile and FFmpeg both decode a cut-off Ogg download up to the break without complaint,
+    which would silently embed a fraction of the track.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(max(0, size - 65536 * 2))
+        tail_start = f.tell()
+        tail = f.read()
+    position = tail.rfind(b"OggS")
+    while position >= 0:
+        header = tail[position : position + 27]
+        if len(header) < 27:
+            return "file ends inside an Ogg page header (truncated download?)"
+        flags = header[5]
+        n_segments = header[26]
+        lacing = tail[position + 27 : position + 27 + n_segments]
+        if len(lacing) < n_segments:
+            return "file ends inside an Ogg page (truncated download?)"
+        page_end = tail_start + position + 27 + n_segments + sum(lacing)
+        if page_end > size:
+            return f"file ends inside an Ogg page ({page_end - size} bytes missing; truncated download?)"
+        if page_end == size:
+            return None if flags & 0x04 else "Ogg stream has no end-of-stream page (truncated download?)"
+        # Found a page that ends before the end of the file: bytes after it are not a page.
+        return "trailing bytes after the last Ogg page (truncated or corrupt)"
+    return "no Ogg page found"
+
+
+def _wav_truncation(path: Path) -> str | None:
+    """Reason a RIFF/WAVE file holds less data than its header declares, else None."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            chunk_id, chunk_size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if chunk_id == b"data":
+                if chunk_size != 0xFFFFFFFF and f.tell() + chunk_size > size:
+                    missing = f.tell() + chunk_size - size
+                    return f"WAV data chunk is {missing} bytes shorter than its header says (truncated?)"
+                return None
+            f.seek(chunk_size + (chunk_size & 1), os.SEEK_CUR)
+
+
+def info(path: str | os.PathLike) -> AudioInfo:
+    """Sample rate, channels and length of a file, read from its header where possible."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        import soundfile as sf
+
+        i = sf.info(str(path))
+        return AudioInfo(int(i.samplerate), int(i.channels), int(i.frames))
+    except Exception:
+        pass
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise AudioDecodeError(path, "no audio stream")
+            stream = container.streams.audio[0]
+            rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+            if stream.duration is not None and stream.time_base is not None:
+                seconds = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                seconds = container.duration / 1_000_000
+            else:
+                seconds = 0.0
+            return AudioInfo(rate, int(stream.codec_context.channels or 1), int(round(seconds * rate)))
+    except AudioDecodeError:
+        raise
+    except Exception as error:  # any FFmpeg failure is a decode failure of this file
+        raise AudioDecodeError(path, f"not a readable audio file ({error})") from None
+
+
+def _read_soundfile(path: Path, offset: float | None, duration: float | None) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    with sf.SoundFile(str(path)) as f:
+        rate = f.samplerate
+        start = int(round((offset or 0.0) * rate))
+        if start > 0:
+            if start >= f.frames:
+                return np.zeros((0, f.channels), np.float32), rate
+            f.seek(start)
+        frames = -1 if duration is None else int(round(duration * rate))
+        data = f.read(frames=frames, dtype="float32", always_2d=True)
+    return data, rate
+
+
+def _read_pyav(path: Path, offset: float | None, duration: float | None) -> tuple[np.ndarray, int]:
+    import av
+
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            raise AudioDecodeError(path, "no audio stream")
+        stream = container.streams.audio[0]
+        rate = int(stream.codec_context.sample_rate)
+        start_s = offset or 0.0
+        if start_s > 0:
+            # Seek lands on a packet at or before the target; samples before it are dropped below.
+            container.seek(int(start_s * 1_000_000), any_frame=False, backward=True)
+        end_s = None if duration is None else start_s + duration
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        pieces: list[np.ndarray] = []
+        first_time: float | None = None
+        decoded = 0
+        for frame in container.decode(stream):
+            if first_time is None:
+                first_time = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
+            for out in resampler.resample(frame):
+                pieces.append(out.to_ndarray().reshape(-1))
+                decoded += out.samples
+            if end_s is not None and first_time + decoded / rate >= end_s:
+                break
+        for out in resampler.resample(None):
+            pieces.append(out.to_ndarray().reshape(-1))
+    data = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+    skip = max(0, int(round((start_s - (first_time or 0.0)) * rate)))
+    data = data[skip:]
+    if duration is not None:
+        data = data[: int(round(duration * rate))]
+    return data[:, None].astype(np.float32, copy=False), rate
+
+
+def load(
+    path: str | os.PathLike,
+    sample_rate: int = 16000,
+    offset: float | None = None,
+    duration: float | None = None,
+) -> np.ndarray:
+    """Decode ``path`` to float32 mono at ``sample_rate`` Hz.
+
+    ``offset`` and ``duration`` (seconds) select a window; only that window is decoded where the
+    format can seek. Raises :class:`AudioDecodeError` for missing, empty, truncated or non-audio
+    files and for windows that hold no samples.
+    """
+    path = Path(path)
+    _check_file(path)
+    if offset is not None and offset < 0:
+        raise ValueError(f"offset must be >= 0, got {offset}")
+    if duration is not None and duration <= 0:
+        raise ValueError(f"duration must be > 0, got {duration}")
+    suffix = path.suffix.lower()
+    truncation = _ogg_truncation(path) if suffix in {".ogg", ".oga", ".opus"} else None
+    if suffix == ".wav":
+        truncation = _wav_truncation(path)
+    if truncation:
+        raise AudioDecodeError(path, truncation)
+
+    data: np.ndarray | None = None
+    rate = 0
+    errors: list[str] = []
+    if suffix in SOUNDFILE_EXTENSIONS:
+        try:
+            data, rate = _read_soundfile(path, offset, duration)
+        except Exception as error:  # libsndfile failed; FFmpeg may still read it
+            errors.append(f"soundfile: {error}")
+    if data is None:
+        try:
+            data, rate = _read_pyav(path, offset, duration)
+        except AudioDecodeError:
+            raise
+        except Exception as error:
+            errors.append(f"ffmpeg: {error}")
+            raise AudioDecodeError(path, "not a readable audio file (" + "; ".join(errors) + ")") from None
+
+    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    if mono.size == 0:
+        what = "no samples in the requested window" if offset else "zero audio samples"
+        raise AudioDecodeError(path, what)
+    if not np.all(np.isfinite(mono)):
+        raise AudioDecodeError(path, "decoded samples contain NaN or infinity")
+    return resample(mono, rate, sample_rate)
+
+
+def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Mono float32 resampling with soxr's high-quality mode (identity when rates match)."""
+    audio = np.ascontiguousarray(audio, dtype=np.float32)
+    if from_rate == to_rate:
+        return audio
+    import soxr
+
+    return soxr.resample(audio, from_rate, to_rate, quality="HQ").astype(np.float32, copy=False)

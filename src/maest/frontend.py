@@ -1,0 +1,129 @@
+"""Waveform -> MAEST input: the log-mel spectrogram of Essentia's TensorflowInputMusiCNN, in torch.
+
+MAEST was trained on mel spectrograms made by Essentia's ``melspectrogram`` extractor; this module
+reproduces that transform exactly (tested against Essentia) so published weights see the input they
+were trained on, batched and on any torch device.
+
+Frame conventions (those of the Essentia extractor):
+  * frame ``i`` covers samples ``[i * 256 - 256, i * 256 + 256)``: the first frame is centred on
+    sample 0 and its left half is zero padding; samples past the end are zeros;
+  * an input of ``n`` samples yields ``ceil(n / 256) + 1`` frames (16000 -> 64, 480000 -> 1876).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+SAMPLE_RATE = 16000
+FRAME_SIZE = 512
+HOP_SIZE = 256
+N_BANDS = 96
+# Mean and standard deviation of the Discogs training mels. The original code divides by TWICE
+# the standard deviation (training and inference alike); published weights expect exactly this.
+DISCOGS_MEAN = 2.06755686098554
+DISCOGS_STD = 1.268292820667291
+FRONTEND_VERSION = "essentia-musicnn-v1"
+
+
+def num_frames(num_samples: int) -> int:
+    """Frames the frontend yields for ``num_samples`` samples: ``ceil(n / 256) + 1``."""
+    if num_samples < 0:
+        raise ValueError(f"num_samples must be >= 0, got {num_samples}")
+    return math.ceil(num_samples / HOP_SIZE) + 1
+
+
+def samples_for_frames(frames: int) -> int:
+    """Fewest samples whose mel has at least ``frames`` frames (inverse of :func:`num_frames`)."""
+    return max(0, (frames - 1) * HOP_SIZE)
+
+
+def _slaney_hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Auditory-toolbox mel scale: linear below 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    linear = hz / (200.0 / 3.0)
+    log = 15.0 + np.log(np.maximum(hz, 1e-12) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(hz < 1000.0, linear, log)
+
+
+def _slaney_mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    linear = mel * (200.0 / 3.0)
+    log = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0))
+    return np.where(mel < 15.0, linear, log)
+
+
+def mel_filterbank(
+    n_bands: int = N_BANDS,
+    frame_size: int = FRAME_SIZE,
+    sample_rate: int = SAMPLE_RATE,
+    low_hz: float = 0.0,
+    high_hz: float = 8000.0,
+) -> np.ndarray:
+    """Essentia's MelBands weights (slaneyMel, linear weighting, unit_tri): ``(n_bands, bins)``.
+
+    Band edges are evenly spaced in mel; each triangle is sampled at the FFT bin frequencies and
+    scaled by ``2 / (upper - lower edge)`` (unit area in Hz), as Essentia's TriangularBands does.
+    """
+    n_bins = frame_size // 2 + 1
+    mel_edges = np.linspace(_slaney_hz_to_mel(low_hz), _slaney_hz_to_mel(high_hz), n_bands + 2)
+    edges = _slaney_mel_to_hz(mel_edges)
+    bin_hz = np.arange(n_bins) * (sample_rate / 2.0) / (n_bins - 1)
+    weights = np.zeros((n_bands, n_bins), dtype=np.float64)
+    for band in range(n_bands):
+        lower, centre, upper = edges[band], edges[band + 1], edges[band + 2]
+        rising = (bin_hz >= lower) & (bin_hz < centre)
+        falling = (bin_hz >= centre) & (bin_hz < upper)
+        weights[band, rising] = (bin_hz[rising] - lower) / (centre - lower)
+        weights[band, falling] = (upper - bin_hz[falling]) / (upper - centre)
+        weights[band] *= 2.0 / (upper - lower)
+    return weights
+
+
+def hann_window(size: int = FRAME_SIZE) -> np.ndarray:
+    """Essentia's symmetric Hann window (denominator ``size - 1``), not normalised."""
+    i = np.arange(size, dtype=np.float64)
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * i / (size - 1))
+
+
+class MelFrontend(nn.Module):
+    """``(batch, samples)`` float waveform at 16 kHz -> ``(batch, 96, frames)`` log-mel.
+
+    ``normalize=True`` applies the Discogs normalisation ``(mel - mean) / (2 * std)`` that the
+    published checkpoints expect; ``False`` returns Essentia's raw ``log10(1 + 10000 x)`` values.
+    """
+
+    def __init__(self, normalize: bool = True, mean: float = DISCOGS_MEAN, std: float = DISCOGS_STD):
+        super().__init__()
+        self.normalize = normalize
+        self.mean = float(mean)
+        self.std = float(std)
+        self.register_buffer("window", torch.from_numpy(hann_window()).float(), persistent=False)
+        self.register_buffer("filterbank", torch.from_numpy(mel_filterbank()).float(), persistent=False)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        if waveform.ndim != 2:
+            raise ValueError(f"expected a (batch, samples) waveform, got shape {tuple(waveform.shape)}")
+        waveform = waveform.float()
+        n = waveform.shape[-1]
+        frames = num_frames(n)
+        # Left: half a frame of zeros (first frame centred on sample 0). Right: zeros up to the end
+        # of the last frame.
+        right = (frames - 1) * HOP_SIZE + FRAME_SIZE - HOP_SIZE - n
+        padded = torch.nn.functional.pad(waveform, (HOP_SIZE, right))
+        chunks = padded.unfold(-1, FRAME_SIZE, HOP_SIZE)  # (batch, frames, 512)
+        spectrum = torch.fft.rfft(chunks * self.window, dim=-1)
+        power = spectrum.real.square() + spectrum.imag.square()
+        mel = torch.matmul(power, self.filterbank.T)  # (batch, frames, 96)
+        mel = torch.log10(1.0 + 10000.0 * mel).transpose(1, 2).contiguous()
+        if self.normalize:
+            mel = normalize_mel(mel, self.mean, self.std)
+        return mel
+
+
+def normalize_mel(mel: torch.Tensor, mean: float = DISCOGS_MEAN, std: float = DISCOGS_STD) -> torch.Tensor:
+    """MAEST's input normalisation: ``(mel - mean) / (2 * std)`` (twice the std, as trained)."""
+    return (mel - mean) / (2.0 * std)
