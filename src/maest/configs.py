@@ -26,6 +26,8 @@ class MaestConfig:
     mlp_ratio: float = 4.0
     qkv_bias: bool = True
     layer_norm_eps: float = 1e-6
+    # The head's LayerNorm: 1e-5 (torch default) in the original code; AST uses layer_norm_eps.
+    head_norm_eps: float = 1e-5
     n_mels: int = 96
     segment_frames: int = 1875
     patch_size: int = 16

@@ -120,10 +120,11 @@ class Maest(nn.Module):
             self.freq_new_pos_embed = nn.Parameter(torch.zeros(1, width, freq_grid, 1))
             self.time_new_pos_embed = nn.Parameter(torch.zeros(1, width, 1, time_grid))
         self.pos_drop = nn.Dropout(config.drop_rate)
-        rates = torch.linspace(0, config.drop_path_rate, config.depth).tolist()
+        # Stochastic depth grows linearly over blocks; plain Python so the model builds on the meta device.
+        rates = [config.drop_path_rate * i / max(config.depth - 1, 1) for i in range(config.depth)]
         self.blocks = nn.ModuleList(Block(config, rate) for rate in rates)
         self.norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
-        self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, config.num_classes))
+        self.head = nn.Sequential(nn.LayerNorm(width, eps=config.head_norm_eps), nn.Linear(width, config.num_classes))
         # Present in the published checkpoints, unused by their outputs; kept so they round-trip.
         self.head_dist = nn.Linear(width, config.num_classes)
         self.reset_parameters()

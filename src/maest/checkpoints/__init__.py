@@ -1,9 +1,157 @@
 """Reading and writing MAEST weights in every published format.
 
-One module per foreign format, each a pure ``state_dict -> state_dict`` converter; ``native``
-is maest's own safetensors + JSON format.
+One module per foreign format, each a pure ``state_dict -> state_dict`` converter (``official``,
+``hf``, ``deit``, ``passt``); ``native`` is maest's own safetensors + JSON format. Format detection
+lives here, in ``load_checkpoint``, and nowhere else.
 """
 
-from maest.checkpoints.native import CheckpointError, load_native, save_native
+from __future__ import annotations
 
-__all__ = ["CheckpointError", "load_native", "save_native"]
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from maest.checkpoints.deit import deit_to_maest
+from maest.checkpoints.files import only_tensors, read_file, unwrap
+from maest.checkpoints.hf import export_hf, is_hf, load_hf
+from maest.checkpoints.native import CheckpointError, is_native, load_native, load_state_dict_strict, save_native
+from maest.checkpoints.official import load_official, save_official, select_network
+from maest.checkpoints.onnx import export_onnx
+from maest.checkpoints.passt import passt_to_maest
+from maest.configs import PUBLISHED, MaestConfig
+from maest.model import Maest
+
+__all__ = [
+    "CheckpointError",
+    "cache_dir",
+    "export_hf",
+    "export_onnx",
+    "init_from_deit",
+    "init_from_passt",
+    "load_checkpoint",
+    "load_hf",
+    "load_native",
+    "load_official",
+    "save_native",
+    "save_official",
+]
+
+HUB_FILES = ["config.json", "model.safetensors", "pytorch_model.bin"]
+TORCH_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+
+def cache_dir() -> Path:
+    """Where published weights are looked for: ``$MAEST_HOME``, else ``~/.cache/maest``."""
+    return Path(os.environ.get("MAEST_HOME") or Path.home() / ".cache" / "maest")
+
+
+def load_checkpoint(
+    name_or_path: str | os.PathLike, *, swa: bool = True, map_location: str | torch.device = "cpu"
+) -> Maest:
+    """A Maest from a published name, a local file/folder in any supported format, or a hub id.
+
+    Local formats: native (folder or .safetensors), Hugging Face AST folder, original MAEST
+    .ckpt/.pt/.pth (plain or Lightning; ``swa`` picks the SWA copy when there is one).
+    """
+    path = Path(name_or_path)
+    if path.exists():
+        return _load_path(path, swa, map_location)
+    name = str(name_or_path)
+    if name in PUBLISHED:
+        return _load_published(name, swa, map_location)
+    if name.count("/") == 1 and not name.startswith((".", "/")):
+        folder = _download(name, cache_dir() / name.replace("/", "--"))
+        if folder is None:
+            raise CheckpointError(f"{name!r} is not a local path and the Hugging Face hub is not reachable "
+                                  "(offline, or huggingface_hub is not installed)")
+        return _load_path(folder, swa, map_location)
+    raise CheckpointError(f"no checkpoint at {name!r}; published names: {', '.join(PUBLISHED)}")
+
+
+def _load_published(name: str, swa: bool, map_location: str | torch.device) -> Maest:
+    target = cache_dir() / name
+    for candidate in [target] + [target.with_name(name + s) for s in (".safetensors", *TORCH_SUFFIXES)]:
+        if candidate.exists():
+            return _with_registry_names(_load_path(candidate, swa, map_location), name)
+    hub_id = PUBLISHED[name].hub_id
+    how = (f"Download config.json and model.safetensors (or pytorch_model.bin) from "
+           f"https://huggingface.co/{hub_id} into {target}/ (or set MAEST_HOME to the folder that holds {name}/)")
+    try:
+        folder = _download(hub_id, target)
+    except CheckpointError as error:
+        raise CheckpointError(f"{error}. {how}") from error
+    if folder is None:
+        raise CheckpointError(
+            f"weights for {name!r} are not in {target} and the Hugging Face hub is not reachable "
+            f"(offline, or huggingface_hub is not installed). {how}"
+        )
+    return _with_registry_names(_load_path(folder, swa, map_location), name)
+
+
+def _with_registry_names(model: Maest, name: str) -> Maest:
+    model.config.name = name
+    if model.config.labels is None:
+        model.config.labels = PUBLISHED[name].config().labels
+    return model
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+
+
+def _download(hub_id: str, target: Path) -> Path | None:
+    """Fetch an AST repository into ``target``; None when offline or huggingface_hub is missing."""
+    if _hub_offline():
+        return None
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        return None
+    try:
+        return Path(snapshot_download(repo_id=hub_id, allow_patterns=HUB_FILES, local_dir=str(target)))
+    except Exception as error:  # network, auth, missing repo: all mean "not available"
+        if target.exists() and not any(target.iterdir()):
+            target.rmdir()
+        raise CheckpointError(f"could not download {hub_id} from the Hugging Face hub: {error}") from error
+
+
+def _load_path(path: Path, swa: bool, map_location: str | torch.device) -> Maest:
+    if is_native(path):
+        return load_native(path, map_location)
+    if is_hf(path):
+        return load_hf(path, map_location)
+    if path.is_file() and (path.suffix in TORCH_SUFFIXES or path.suffix == ".safetensors"):
+        return load_official(path, swa, map_location)
+    raise CheckpointError(
+        f"{path}: unrecognised checkpoint; expected a maest folder/.safetensors, a Hugging Face AST folder "
+        f"or an original MAEST .ckpt/.pt/.pth file"
+    )
+
+
+def _read_state(source: Mapping[str, torch.Tensor] | str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A backbone state dict given directly or read from a file (Lightning/timm wrappers removed)."""
+    if isinstance(source, Mapping):
+        return dict(source)
+    state = unwrap(read_file(source))
+    return only_tensors(select_network(state, swa=True), str(source))
+
+
+def _init_backbone(config: MaestConfig, backbone: dict[str, torch.Tensor], source: str) -> Maest:
+    """A fresh Maest whose non-head weights come from ``backbone`` (strict on every non-head key)."""
+    model = Maest(config)
+    state = model.state_dict()
+    heads = {k: v for k, v in state.items() if k.startswith(("head.", "head_dist."))}
+    load_state_dict_strict(model, {**backbone, **heads}, source)
+    return model
+
+
+def init_from_deit(config: MaestConfig, source: Mapping[str, torch.Tensor] | str | os.PathLike) -> Maest:
+    """A Maest initialised from DeiT-B distilled 384 (state dict or file); heads stay random."""
+    return _init_backbone(config, deit_to_maest(_read_state(source), config), "DeiT checkpoint")
+
+
+def init_from_passt(config: MaestConfig, source: Mapping[str, torch.Tensor] | str | os.PathLike) -> Maest:
+    """A Maest initialised from PaSST (state dict or file); heads stay random."""
+    return _init_backbone(config, passt_to_maest(_read_state(source), config), "PaSST checkpoint")
