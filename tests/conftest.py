@@ -1,0 +1,39 @@
+"""Shared fixtures: the real test files in ../shared/data (tests skip cleanly without them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+GOOD_CLIPS = [
+    "ambience_12s_16k_mono.wav",
+    "imperialarmy_20s_22k_mono.mp3",
+    "menu_0.5s_44k_stereo.wav",
+    "techbattle_30s_44k_stereo.ogg",
+    "temple_8s_48k_stereo.flac",
+]
+BAD_CLIPS = ["empty.wav", "not_audio.mp3", "truncated_techbattle.ogg"]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` beside the project root; skips the test when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not available")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def audio_dir(shared_data: Path) -> Path:
+    return shared_data / "audio"
+
+
+@pytest.fixture(scope="session")
+def splits_dir(shared_data: Path) -> Path:
+    """The real dataset split files (MTG-Jamendo split-0, MTT 12-1-3) in ../shared/data/splits."""
+    path = shared_data / "splits"
+    if not path.is_dir():
+        pytest.skip("../shared/data/splits is not available")
+    return path
