@@ -5,3 +5,20 @@ Public API (imports are lazy so ``import maest`` stays fast)."""
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "load_model": "maest.inference",
+    "MaestPipeline": "maest.inference",
+    "extract": "maest.extraction",
+    "tag_files": "maest.extraction",
+}
+
+
+def __getattr__(name: str):
+    """Import public names on first use, so ``import maest`` does not import torch."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'maest' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

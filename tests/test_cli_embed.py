@@ -1,0 +1,234 @@
+"""Batch extraction and the `maest embed` / `maest tag` commands: formats, resume, bad files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from typer.testing import CliRunner
+
+from conftest import BAD_CLIPS, GOOD_CLIPS
+from maest import extraction
+from maest.checkpoints import save_native
+from maest.cli import app
+from maest.configs import MaestConfig
+from maest.extraction import OutputCollisionError, SettingsMismatchError, extract, read_table
+from maest.inference import load_model
+from maest.model import Maest
+
+LABELS = ["Rock---Punk", "Electronic---Techno", "Jazz---Bop", "Pop---Ballad", "Classical---Baroque"]
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> str:
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    config = MaestConfig(depth=2, width=32, heads=2, num_classes=5, segment_frames=200, labels=LABELS, name="tiny")
+    save_native(Maest(config), path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def pipeline(checkpoint):
+    return load_model(checkpoint, device="cpu")
+
+
+@pytest.fixture
+def collection(tmp_path, audio_dir) -> Path:
+    """The real clips (good and bad) in a nested tree, plus a file the extension filter skips."""
+    root = tmp_path / "music"
+    for i, name in enumerate(GOOD_CLIPS + BAD_CLIPS):
+        folder = root / ("a" if i % 2 else "b/c")
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(audio_dir / name, folder / name)
+    (root / "notes.txt").write_text("not audio, and not an audio extension")
+    return root
+
+
+def run_cli(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def embed_args(root, out, checkpoint, *extra):
+    return ["embed", str(root), "-o", str(out), "--model", checkpoint, "--blocks", "2", "--no-progress", *extra]
+
+
+def test_cli_embeds_good_files_reports_bad_ones_and_matches_the_api(collection, tmp_path, checkpoint, pipeline):
+    out = tmp_path / "out"
+    result = run_cli(*embed_args(collection, out, checkpoint, "--workers", "2", "--batch-size", "3"))
+    assert result.exit_code == 0, result.output
+    assert "5 succeeded, 3 failed, 0 skipped" in result.output
+    outputs = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.npy"))
+    expected = sorted(p.relative_to(collection).with_suffix(".npy").as_posix()
+                      for p in collection.rglob("*") if p.name in GOOD_CLIPS)
+    assert outputs == expected  # mirrors the tree; bad files and notes.txt have no output
+    failures = dict(line.split("\t") for line in (out / "failures.tsv").read_text().splitlines())
+    assert sorted(Path(p).name for p in failures) == sorted(BAD_CLIPS)
+    reasons = {Path(p).name: r for p, r in failures.items()}
+    assert "empty" in reasons["empty.wav"] and "truncated" in reasons["truncated_techbattle.ogg"]
+    assert "not a readable audio file" in reasons["not_audio.mp3"]
+    for name in GOOD_CLIPS:
+        source = next(collection.rglob(name))
+        saved = np.load(out / source.relative_to(collection).with_suffix(".npy"))
+        np.testing.assert_allclose(saved, pipeline.embed(source, blocks=2), atol=1e-6)
+    assert json.loads((out / "maest-embed.json").read_text())["blocks"] == 2
+
+
+def test_rerun_skips_finished_tracks_and_refuses_other_settings(collection, tmp_path, checkpoint):
+    out = tmp_path / "out"
+    first = run_cli(*embed_args(collection, out, checkpoint, "--workers", "0"))
+    assert first.exit_code == 0, first.output
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.npy")}
+    second = run_cli(*embed_args(collection, out, checkpoint, "--workers", "0"))
+    assert second.exit_code == 0 and "0 succeeded, 3 failed, 5 skipped" in second.output
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.npy")} == before
+    other = run_cli(*embed_args(collection, out, checkpoint, "--patchout-time", "2"))
+    assert other.exit_code != 0 and "other settings" in other.output
+
+
+def test_nothing_succeeded_is_an_error_exit(tmp_path, audio_dir, checkpoint):
+    result = run_cli(*embed_args(audio_dir / "empty.wav", tmp_path / "out", checkpoint))
+    assert result.exit_code == 1 and "0 succeeded, 1 failed" in result.output
+
+
+def test_extension_filter_and_options(collection, tmp_path, checkpoint, pipeline):
+    out = tmp_path / "out"
+    result = run_cli(*embed_args(collection, out, checkpoint, "--ext", "flac,WAV", "--tokens", "avg,cls",
+                                 "--patchout-freq", "0,8", "--patchout-time", "2", "--per-segment"))
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in out.rglob("*.npy"))
+    assert names == ["ambience_12s_16k_mono.npy", "menu_0.5s_44k_stereo.npy", "temple_8s_48k_stereo.npy"]
+    source = next(collection.rglob("temple_8s_48k_stereo.flac"))
+    saved = np.load(next(out.rglob("temple_8s_48k_stereo.npy")))
+    expected, _ = pipeline.embed(source, blocks=2, tokens=("avg", "cls"), patchout_freq=(0, 8), patchout_time=2,
+                                 per_segment=True)
+    assert saved.shape == expected.shape == (len(expected), 64)
+    np.testing.assert_allclose(saved, expected, atol=1e-6)
+
+
+def test_npz_and_parquet_round_trip(collection, tmp_path, checkpoint, pipeline):
+    npz_out, table_out = tmp_path / "npz", tmp_path / "parquet"
+    assert run_cli(*embed_args(collection, npz_out, checkpoint, "--format", "npz", "--per-segment")).exit_code == 0
+    assert run_cli(*embed_args(collection, table_out, checkpoint, "--format", "parquet", "--per-segment")).exit_code == 0
+    paths, table = read_table(table_out / "embeddings.parquet")
+    assert sorted(Path(p).name for p in paths) == sorted(GOOD_CLIPS)
+    assert not (table_out / "embeddings.parts").exists()
+    import pyarrow.parquet as pq
+
+    full = pq.read_table(table_out / "embeddings.parquet").to_pylist()
+    for row, key, embedding in zip(full, paths, table):
+        source = collection / key
+        segments, starts = pipeline.embed(source, blocks=2, per_segment=True)
+        with np.load(npz_out / Path(key).with_suffix(".npz")) as npz:
+            np.testing.assert_allclose(npz["segment_embeddings"], segments, atol=1e-6)
+            np.testing.assert_allclose(npz["segment_starts"], starts)
+            np.testing.assert_allclose(npz["embedding"], segments.mean(0), atol=1e-6)
+            np.testing.assert_allclose(embedding, npz["embedding"], atol=1e-7)
+            assert float(npz["duration"]) == pytest.approx(row["duration"])
+        assert row["segments"] == len(segments) == len(row["segment_starts"])
+        np.testing.assert_allclose(np.array(row["segment_embeddings"]), segments, atol=1e-6)
+
+
+def test_parquet_run_stopped_early_keeps_finished_tracks_and_resumes(collection, tmp_path, pipeline, monkeypatch):
+    out = tmp_path / "out"
+    calls = {"n": 0}
+    original = extraction.ParquetSink.add
+
+    def add_then_stop(self, key, result):
+        original(self, key, result)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(extraction.ParquetSink, "add", add_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        extract([collection], out, pipeline, blocks=2, output_format="parquet", progress=False)
+    assert not (out / "embeddings.parquet").exists() and len(list((out / "embeddings.parts").glob("*.parquet"))) == 1
+    monkeypatch.setattr(extraction.ParquetSink, "add", original)
+    summary = extract([collection], out, pipeline, blocks=2, output_format="parquet", progress=False)
+    assert (summary.succeeded, summary.skipped, summary.failed) == (3, 2, 3)
+    paths, table = read_table(out / "embeddings.parquet")
+    assert len(paths) == len(set(paths)) == 5 and table.shape == (5, 96)
+    assert not list(out.rglob("*.partial"))
+
+
+def test_killed_run_leaves_no_partial_outputs_and_resumes(tmp_path, checkpoint):
+    root, out = tmp_path / "many", tmp_path / "out"
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        (root / f"d{i % 3}").mkdir(parents=True, exist_ok=True)
+        sf.write(root / f"d{i % 3}" / f"t{i:02d}.wav", (0.1 * rng.standard_normal(16000 * 4)).astype(np.float32), 16000)
+    command = [sys.executable, "-m", "maest.cli", *embed_args(root, out, checkpoint, "--workers", "0", "--batch-size", "4")]
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not list(out.rglob("*.npy")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = list(out.rglob("*.npy"))
+    assert 0 < len(done) < 60, "the run should have been killed part way"
+    for path in done:  # whatever exists is complete
+        assert np.load(path).shape == (96,)
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{60 - len(done)} succeeded, 0 failed, {len(done)} skipped" in rerun.stdout
+    outputs = sorted(out.rglob("*.npy"))
+    assert len(outputs) == 60 and all(np.load(p).shape == (96,) for p in outputs)
+    assert not list(out.rglob("*.partial"))
+
+
+def test_colliding_outputs_are_refused(tmp_path, audio_dir, pipeline):
+    root = tmp_path / "music"
+    root.mkdir()
+    shutil.copy(audio_dir / "ambience_12s_16k_mono.wav", root / "song.wav")
+    shutil.copy(audio_dir / "temple_8s_48k_stereo.flac", root / "song.flac")
+    with pytest.raises(OutputCollisionError, match="song"):
+        extract([root], tmp_path / "out", pipeline, blocks=2, progress=False)
+
+
+def test_settings_are_checked_by_the_library(collection, tmp_path, pipeline):
+    extract([collection], tmp_path / "out", pipeline, blocks=2, progress=False, extensions=["wav"])
+    with pytest.raises(SettingsMismatchError, match="blocks"):
+        extract([collection], tmp_path / "out", pipeline, blocks=1, progress=False)
+
+
+def test_tag_command_formats(collection, checkpoint, pipeline):
+    result = run_cli("tag", str(collection), "--model", checkpoint, "--top-k", "2", "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert sorted(Path(r["path"]).name for r in rows) == sorted(GOOD_CLIPS)
+    for row in rows:
+        expected = pipeline.tag(row["path"], top_k=2)
+        assert [t["label"] for t in row["tags"]] == [label for label, _ in expected]
+        assert row["tags"][0]["probability"] == pytest.approx(expected[0][1], abs=1e-5)
+    assert "failed:" in result.output and "empty.wav" in result.output
+    tsv = run_cli("tag", str(collection / "a"), "--model", checkpoint, "--top-k", "3", "--format", "tsv")
+    lines = [l.split("\t") for l in tsv.output.splitlines() if l.count("\t") == 2]
+    assert tsv.exit_code == 0 and len(lines) == 3 * 2 and all(label in LABELS for _, label, _ in lines)
+    table = run_cli("tag", str(collection / "b"), "--model", checkpoint)
+    assert table.exit_code == 0 and any(label in table.output for label in LABELS)
+
+
+def test_shards_split_the_files_and_together_cover_them(collection, tmp_path, checkpoint):
+    out = tmp_path / "out"
+    for index in range(2):
+        result = run_cli(*embed_args(collection, out, checkpoint, "--shard", f"{index}/2", "--format", "parquet"))
+        assert result.exit_code == 0, result.output
+    first, _ = read_table(out / "embeddings.shard-0-of-2.parquet")
+    second, _ = read_table(out / "embeddings.shard-1-of-2.parquet")
+    assert not set(first) & set(second) and sorted(Path(p).name for p in first + second) == sorted(GOOD_CLIPS)
+    failed = [(out / f"failures.shard-{i}-of-2.tsv").read_text().count("\n") for i in range(2)]
+    assert sum(failed) == len(BAD_CLIPS)
+    assert run_cli(*embed_args(collection, out, checkpoint, "--shard", "2/2")).exit_code != 0
