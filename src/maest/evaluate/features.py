@@ -1,0 +1,184 @@
+"""Track embeddings for many (block, token) choices from ONE forward pass per segment, cached on disk.
+
+The block sweep (paper's Figure 2) needs cls/dist/avg after every block 5..12: running the model
+once per block would cost ~8x. Here each segment runs up to the deepest requested block, pooling
+the three tokens after each requested block; a track's file holds ``(blocks, 3, width)`` float32,
+the mean over its half-overlapping segments (the same segmenting as :mod:`maest.inference`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from maest.inference import EmbedOptions, MaestPipeline
+from maest.model import TOKEN_NAMES, pool_tokens
+
+TOKEN_LETTERS = {"c": "cls", "d": "dist", "a": "avg"}
+
+
+class FeatureCacheError(RuntimeError):
+    """A feature cache folder was written with different settings, or a track's features are absent."""
+
+
+def parse_tokens(spec: str | Sequence[str]) -> tuple[str, ...]:
+    """``"cda"`` or ``"cls,dist"`` or ``("cls",)`` -> token names, in order."""
+    if isinstance(spec, str):
+        parts = [p for p in spec.split(",") if p] if ("," in spec or spec in TOKEN_NAMES) else list(spec)
+    else:
+        parts = list(spec)
+    names = tuple(TOKEN_LETTERS.get(p, p) for p in parts)
+    bad = [n for n in names if n not in TOKEN_NAMES]
+    if bad or not names:
+        raise ValueError(f"unknown token spec {spec!r}; use letters c/d/a (e.g. 'cda') or names {TOKEN_NAMES}")
+    return names
+
+
+def token_letters(names: Sequence[str]) -> str:
+    return "".join(n[0] for n in names)
+
+
+class MultiBlockRunner:
+    """Stands in for a pipeline in :class:`maest.inference.SegmentRunner`: one forward, many blocks."""
+
+    def __init__(self, pipeline: MaestPipeline, blocks: Sequence[int]):
+        depth = pipeline.config.depth
+        if not blocks or any(not 0 <= b <= depth for b in blocks):
+            raise ValueError(f"blocks must be in 0..{depth}, got {list(blocks)}")
+        self.pipeline = pipeline
+        self.config = pipeline.config
+        self.blocks = sorted(set(int(b) for b in blocks))
+
+    def __getattr__(self, name: str):
+        # Anything else SegmentRunner asks of a pipeline (device, option checks ...) is the pipeline's.
+        return getattr(self.pipeline, name)
+
+    def run_segments(self, mel: torch.Tensor, mode: str, options: EmbedOptions) -> np.ndarray:
+        """``(batch, 96, frames)`` -> ``(batch, blocks * 3 * width)``: cls, dist, avg after each block."""
+        model = self.pipeline.model
+        mel = mel.to(self.pipeline.device).contiguous()
+        wanted = set(self.blocks)
+        pooled = []
+        with torch.inference_mode(), self.pipeline._autocast():
+            x = model.embed(mel, options.patchout_time, options.patchout_freq)
+            if 0 in wanted:
+                pooled.append(pool_tokens(x, TOKEN_NAMES).float())
+            for index, block in enumerate(model.blocks[: self.blocks[-1]], start=1):
+                x = block(x)
+                if index in wanted:
+                    pooled.append(pool_tokens(x, TOKEN_NAMES).float())
+        return torch.stack(pooled, dim=1).flatten(1).cpu().numpy()
+
+
+@dataclass
+class FeatureSet:
+    """Where a cache lives and what it holds: ``blocks`` x (cls, dist, avg) x ``width`` per track."""
+
+    directory: Path
+    blocks: list[int]
+    width: int
+
+    def file_for(self, rel_path: str) -> Path:
+        return self.directory / (rel_path + ".npy")
+
+    def load(self, rel_paths: Sequence[str], block: int, tokens: Sequence[str]) -> np.ndarray:
+        """``(N, len(tokens) * width)`` matrix of the given block and token stack."""
+        if block not in self.blocks:
+            raise FeatureCacheError(f"block {block} not cached (have {self.blocks})")
+        b = self.blocks.index(block)
+        t = [TOKEN_NAMES.index(name) for name in tokens]
+        out = np.empty((len(rel_paths), len(t) * self.width), np.float32)
+        for i, rel in enumerate(rel_paths):
+            path = self.file_for(rel)
+            if not path.is_file():
+                raise FeatureCacheError(f"no features for {rel} in {self.directory}")
+            out[i] = np.load(path, mmap_mode="r")[b, t].reshape(-1)
+        return out
+
+
+def _save_atomic(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
+def extract_features(
+    pipeline: MaestPipeline,
+    rel_paths: Sequence[str],
+    audio_root: str | os.PathLike,
+    cache_dir: str | os.PathLike,
+    blocks: Sequence[int],
+    patchout_time: int = 1,
+    patchout_freq: Sequence[int] = (),
+    overlap: float = 0.5,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> tuple[FeatureSet, dict[str, str]]:
+    """Write ``cache_dir/<rel>.npy`` per track, skipping those already there (a rerun resumes).
+
+    Returns the feature set and ``{rel_path: reason}`` for tracks that could not be decoded (also
+    written to ``failures.json``); nothing else is dropped.
+    """
+    from tqdm.auto import tqdm
+
+    from maest.audio import AudioDecodeError
+
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    blocks = sorted(set(int(b) for b in blocks))
+    settings = {"blocks": blocks, "patchout_time": patchout_time, "patchout_freq": sorted(int(r) for r in patchout_freq),
+                "overlap": overlap, "width": pipeline.config.width, "model": pipeline.config.name}
+    meta_path = cache / "features.json"
+    if meta_path.is_file():
+        stored = json.loads(meta_path.read_text())
+        if stored != settings:
+            raise FeatureCacheError(f"{cache} holds features made with {stored}, not {settings}: use another folder")
+    else:
+        tmp = meta_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(settings, indent=2))
+        os.replace(tmp, meta_path)
+    features = FeatureSet(cache, blocks, pipeline.config.width)
+    root = Path(audio_root)
+    todo = [rel for rel in dict.fromkeys(rel_paths) if not features.file_for(rel).is_file()]
+    failures: dict[str, str] = {}
+    runner = MultiBlockRunner(pipeline, blocks)
+    options = EmbedOptions(blocks=blocks[-1], patchout_time=patchout_time, patchout_freq=tuple(patchout_freq), overlap=overlap)
+    bar = tqdm(total=len(todo), desc="features", unit="track", disable=not progress)
+
+    def tracks() -> Iterator[tuple[str, torch.Tensor, float]]:
+        for rel in todo:
+            try:
+                mel, duration = pipeline.mel(root / rel)
+            except (AudioDecodeError, ValueError) as error:
+                failures[rel] = str(error)
+                bar.update()
+                continue
+            yield rel, mel, duration
+
+    from maest.inference import SegmentRunner
+
+    segment_runner = SegmentRunner(runner, "embed", options, batch_size or pipeline.batch_size)  # type: ignore[arg-type]
+
+    def finished(done):
+        for rel, result in done:
+            _save_atomic(features.file_for(rel), result.track.reshape(len(blocks), len(TOKEN_NAMES), -1))
+            bar.update()
+
+    for rel, mel, duration in tracks():
+        finished(segment_runner.add(rel, mel, duration))
+    finished(segment_runner.finish())
+    bar.close()
+    if failures:
+        path = cache / "failures.json"
+        old = json.loads(path.read_text()) if path.is_file() else {}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**old, **failures}, indent=2))
+        os.replace(tmp, path)
+    return features, failures
