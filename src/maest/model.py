@@ -90,8 +90,16 @@ class PatchEmbed(nn.Module):
             1, config.width, kernel_size=config.patch_size, stride=(config.freq_stride, config.time_stride)
         )
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        return self.proj(mel.unsqueeze(1))  # (B, W, freq rows, time columns)
+    def forward(self, mel: torch.Tensor, every_time: int = 1) -> torch.Tensor:
+        """``(B, W, freq rows, time columns)``; ``every_time=T`` computes only every T-th column.
+
+        Column ``j * T`` starts at frame ``j * T * stride``, so a conv with time stride ``T * stride``
+        yields exactly the kept columns without computing the dropped ones.
+        """
+        if every_time == 1:
+            return self.proj(mel.unsqueeze(1))
+        stride = (self.proj.stride[0], self.proj.stride[1] * every_time)
+        return F.conv2d(mel.unsqueeze(1), self.proj.weight, self.proj.bias, stride=stride)
 
 
 class Maest(nn.Module):
@@ -188,9 +196,12 @@ class Maest(nn.Module):
             raise ValueError(f"expected a (batch, {self.config.n_mels}, frames) mel, got {tuple(mel.shape)}")
         if mel.shape[2] < self.config.patch_size:
             raise ValueError(f"input has {mel.shape[2]} frames, fewer than one patch ({self.config.patch_size})")
-        x = self.patch_embed(mel)
-        x = x + self._positional_grid(x.shape[-1])
-        x = self._inference_patchout(x, patchout_time, patchout_freq)
+        if patchout_time < 1:
+            raise ValueError(f"patchout_time must be >= 1, got {patchout_time}")
+        columns = self.config.conv_time_columns(mel.shape[2])
+        x = self.patch_embed(mel, patchout_time)
+        x = x + self._positional_grid(columns)[:, :, :, ::patchout_time]
+        x = self._drop_freq_rows(x, patchout_freq)
         if self.training if train_patchout is None else train_patchout:
             x = self._structured_patchout(x)
         x = x.flatten(2).transpose(1, 2)  # frequency-major order, as AST flattens its grid
@@ -199,11 +210,8 @@ class Maest(nn.Module):
         dist = (self.dist_token + self.new_pos_embed[:, 1:]).expand(batch, -1, -1)
         return self.pos_drop(torch.cat([cls, dist, x], dim=1))
 
-    def _inference_patchout(self, x: torch.Tensor, every_time: int, drop_freq: Sequence[int]) -> torch.Tensor:
-        if every_time < 1:
-            raise ValueError(f"patchout_time must be >= 1, got {every_time}")
-        if every_time > 1:
-            x = x[:, :, :, ::every_time]
+    def _drop_freq_rows(self, x: torch.Tensor, drop_freq: Sequence[int]) -> torch.Tensor:
+        """Inference frequency patchout: remove the listed rows of the patch grid."""
         if drop_freq:
             rows = x.shape[2]
             bad = [r for r in drop_freq if not -rows <= r < rows]

@@ -1,0 +1,195 @@
+"""Batches for training: random crops of the stored mels, normalised, drawn by the balanced sampler.
+
+Crops are drawn from a generator seeded by (seed, epoch, track) rather than worker state, so a run
+gives the same batches whatever the number of workers and after a resume.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
+
+from maest import frontend
+from maest.data.groundtruth import read_groundtruth
+from maest.data.sampler import BalancedEpochSampler
+from maest.data.store import MelStore
+from maest.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+class TrainDataError(RuntimeError):
+    """The store or ground truth cannot feed training (missing files, no tracks, no statistics)."""
+
+
+class MelCrops(Dataset):
+    """Tracks of one split: ``item -> (mel (n_mels, frames) float32 normalised, targets float32, index)``.
+
+    Training items are ``(epoch, index)`` pairs (see :class:`EpochTagged`) and get a random crop;
+    validation items are plain indices and get the centre crop.
+    """
+
+    def __init__(self, store_root: str | Path, keys: list[str], targets: np.ndarray, segment_frames: int,
+                 mean: float, std: float, seed: int = 0):
+        self.store_root = Path(store_root)
+        self.keys = keys
+        self.targets = torch.from_numpy(np.asarray(targets, dtype=np.float32))
+        self.segment_frames = segment_frames
+        self.mean, self.std, self.seed = mean, std, seed
+        self._store: MelStore | None = None
+        self._rows: np.ndarray | None = None
+
+    def _open(self) -> tuple[MelStore, np.ndarray]:
+        # Opened lazily so every DataLoader worker maps the shards itself.
+        if self._store is None:
+            self._store = MelStore(self.store_root)
+            self._rows = np.asarray([self._store.index_of(k) for k in self.keys], dtype=np.int64)
+        return self._store, self._rows
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        store, rows = self._open()
+        if isinstance(item, tuple):
+            epoch, index = item
+            rng = np.random.default_rng((self.seed, epoch, index))
+            mel = store.crop(int(rows[index]), self.segment_frames, rng)
+        else:
+            index = item
+            mel = centre_crop(store, int(rows[index]), self.segment_frames)
+        mel = frontend.normalize_mel(torch.from_numpy(mel.astype(np.float32)), self.mean, self.std)
+        return mel, self.targets[index], index
+
+
+def centre_crop(store: MelStore, row: int, length: int) -> np.ndarray:
+    """The central ``length`` frames of a stored track, right-padded with silence (0) when shorter."""
+    frames = store.frames(row)
+    start = max(0, (frames - length) // 2)
+    mel = store.read(row, start, length)
+    if mel.shape[1] < length:
+        mel = np.pad(mel, ((0, 0), (0, length - mel.shape[1])))
+    return mel
+
+
+class EpochTagged(Sampler):
+    """Wraps an epoch sampler to yield ``(epoch, index)``, so crops can be seeded by the epoch."""
+
+    def __init__(self, sampler: BalancedEpochSampler):
+        self.sampler = sampler
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.sampler.epoch
+        return ((epoch, index) for index in self.sampler)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def state_dict(self) -> dict:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state)
+
+
+class MelDataModule(L.LightningDataModule):
+    """Discogs-style training data: a mel store plus ``train``/``validation`` ground truth."""
+
+    def __init__(self, config: TrainConfig, segment_frames: int):
+        super().__init__()
+        self.config = config
+        self.segment_frames = segment_frames
+        self.labels = read_labels(config)
+        self.mean, self.std = normalization(config)
+        self.train_set: MelCrops | None = None
+        self.val_set: MelCrops | None = None
+        self.sampler: EpochTagged | None = None
+        self._pending_sampler_state: dict | None = None
+
+    def _split(self, name: str) -> MelCrops:
+        store_root = self.config.data_path("store")
+        paths, targets, _ = read_groundtruth(self.config.data_path(name), self.labels)
+        store = MelStore(store_root)
+        present = np.asarray([p in store for p in paths], dtype=bool)
+        if not present.all():
+            log.warning("%d of %d %s tracks are not in the store %s (failed or not prepared); skipped",
+                        int((~present).sum()), len(paths), name, store_root)
+        keys = [p for p, ok in zip(paths, present) if ok]
+        if not keys:
+            raise TrainDataError(f"no {name} track of {self.config.data_path(name)} is in the store {store_root}: "
+                                 f"run `maest prepare` for it")
+        return MelCrops(store_root, keys, targets[present], self.segment_frames, self.mean, self.std, self.config.seed)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None and stage in (None, "fit"):
+            self.train_set = self._split("train")
+            world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+            balanced = BalancedEpochSampler(self.train_set.targets.numpy().astype(bool),
+                                            self.config.data.samples_per_epoch, world, rank, self.config.seed)
+            self.sampler = EpochTagged(balanced)
+            if self._pending_sampler_state is not None:
+                self.sampler.load_state_dict(self._pending_sampler_state)
+        if self.val_set is None and stage in (None, "fit", "validate"):
+            self.val_set = self._split("validation")
+
+    def _loader(self, dataset: Dataset, sampler: Sampler, batch_size: int, drop_last: bool) -> DataLoader:
+        workers = self.config.data.num_workers
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                          drop_last=drop_last, pin_memory=torch.cuda.is_available(),
+                          persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
+
+    def train_dataloader(self) -> DataLoader:
+        if self.trainer is not None:
+            # Lightning creates the first iterator (and worker prefetch starts) before its own
+            # set_epoch call: select the epoch now, or a resumed run would replay the sampler's
+            # saved epoch.
+            self.sampler.set_epoch(self.trainer.current_epoch)
+        return self._loader(self.train_set, self.sampler, self.config.trainer.batch_size, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        # Each rank evaluates a share; the module gathers and de-duplicates by index (padding repeats).
+        sampler = (DistributedSampler(self.val_set, world, rank, shuffle=False) if world > 1
+                   else SequentialSampler(self.val_set))
+        batch = self.config.data.val_batch_size or self.config.trainer.batch_size
+        return self._loader(self.val_set, sampler, batch, drop_last=False)
+
+    def state_dict(self) -> dict:
+        return {"sampler": self.sampler.state_dict()} if self.sampler is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "sampler" in state:
+            if self.sampler is not None:
+                self.sampler.load_state_dict(state["sampler"])
+            else:
+                self._pending_sampler_state = state["sampler"]
+
+
+def read_labels(config: TrainConfig) -> list[str]:
+    import json
+
+    path = config.data_path("labels")
+    if not path.is_file():
+        raise TrainDataError(f"label list {path} not found (data.root / data.labels); "
+                             f"create the ground truth first (maest labels, or maest demo-data)")
+    return list(json.loads(path.read_text(encoding="utf-8")))
+
+
+def normalization(config: TrainConfig) -> tuple[float, float]:
+    """``(mean, std)`` of the input normalisation: the Discogs constants, or the store's statistics."""
+    if config.data.normalization == "discogs":
+        return frontend.DISCOGS_MEAN, frontend.DISCOGS_STD
+    store = MelStore(config.data_path("store"))
+    if not store.stats:
+        raise TrainDataError(f"{config.data_path('store')} has no statistics: compute them with `maest prepare` "
+                             f"or set data.normalization=discogs")
+    return float(store.stats["mean"]), float(store.stats["std"])
