@@ -126,3 +126,24 @@ def test_effnet_baseline_trains_with_the_same_pipeline(demo, tmp_path):
     model = load_effnet(path).eval()
     assert model.config.num_classes == 4 and model.config.labels[0] == "Synthetic---Tone 01"
     assert model.forward_features(torch.randn(2, 96, 64)).shape == (2, model.config.embedding_dim)
+    # The baseline's penultimate-layer embeddings come through the same embed/tag API and CLI.
+    import maest
+    from typer.testing import CliRunner
+
+    from maest.cli import app as cli_app
+
+    clip = next((demo / "audio").rglob("*.wav"))
+    pipeline = maest.load_model(path, device="cpu")
+    segments, starts = pipeline.embed(clip, per_segment=True)
+    assert segments.shape == (len(starts), model.config.embedding_dim) and len(starts) > 1
+    with torch.no_grad():
+        mel, _ = pipeline.mel(clip)
+        first = model.forward_features(mel[None, :, :64]).numpy()[0]
+    np.testing.assert_allclose(segments[0], first, atol=1e-5)
+    np.testing.assert_allclose(pipeline.embed(clip), segments.mean(axis=0), atol=1e-5)
+    assert len(pipeline.tag(clip, top_k=2)) == 2
+    with pytest.raises(ValueError, match="MAEST models only"):
+        pipeline.embed(clip, patchout_time=2)
+    result = CliRunner().invoke(cli_app, ["embed", str(clip), "-o", str(tmp_path / "emb"), "--model", str(path)])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(np.load(next((tmp_path / "emb").rglob("*.npy"))), pipeline.embed(clip), atol=1e-6)

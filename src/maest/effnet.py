@@ -183,6 +183,17 @@ def save_effnet(model: EffNet, path: str | os.PathLike) -> Path:
     return path
 
 
+def is_effnet(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a ``.safetensors`` file written by :func:`save_effnet`."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if path.suffix != ".safetensors" or not path.is_file():
+        return False
+    with safe_open(str(path), framework="pt") as f:
+        return "maest-effnet" in (f.metadata() or {})
+
+
 def load_effnet(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> EffNet:
     """Load a file written by :func:`save_effnet`."""
     from safetensors import safe_open

@@ -251,7 +251,7 @@ class _MelDataset(torch.utils.data.Dataset):
     def __init__(self, paths: Sequence[Path], pipeline: MaestPipeline):
         self.paths = list(paths)
         self.frontend = pipeline.frontend
-        self.patch = pipeline.config.patch_size
+        self.patch = pipeline.min_frames
         self.chunk_seconds = pipeline.chunk_seconds
 
     def __len__(self) -> int:

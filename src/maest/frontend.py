@@ -122,19 +122,39 @@ class MelFrontend(nn.Module):
         if waveform.ndim != 2:
             raise ValueError(f"expected a (batch, samples) waveform, got shape {tuple(waveform.shape)}")
         waveform = waveform.float()
-        n = waveform.shape[-1]
+        batch, n = waveform.shape
         frames = num_frames(n)
-        # Left: half a frame of zeros (first frame centred on sample 0). Right: zeros up to the end
-        # of the last frame.
-        right = (frames - 1) * HOP_SIZE + FRAME_SIZE - HOP_SIZE - n
-        padded = torch.nn.functional.pad(waveform, (HOP_SIZE, right))
-        chunks = padded.unfold(-1, FRAME_SIZE, HOP_SIZE)  # (batch, frames, 512), a view
-        spectrum = torch.view_as_real(torch.fft.rfft(chunks * self.window, dim=-1)).flatten(-2)
-        mel = torch.matmul(spectrum.square_(), self._interleaved_filterbank)  # (batch, frames, 96)
-        mel = mel.mul_(10000.0).add_(1.0).log10_().transpose(1, 2).contiguous()
+        power = torch.empty(batch, frames, N_BANDS, dtype=torch.float32, device=waveform.device)
+        # Blocks of frames small enough to stay in cache: every step is memory-bound on CPU, and a
+        # whole 10-minute track's spectrum (77 MB) would make each pass go through main memory.
+        for first in range(0, frames, self.FRAMES_PER_BLOCK):
+            last = min(frames, first + self.FRAMES_PER_BLOCK)
+            power[:, first:last] = self._mel_power(self._frames(waveform, first, last))
+        mel = power.mul_(10000.0).add_(1.0).log10_().transpose(1, 2).contiguous()
         if self.normalize:
             mel = normalize_mel(mel, self.mean, self.std)
         return mel
+
+    FRAMES_PER_BLOCK = 512
+
+    @staticmethod
+    def _frames(waveform: torch.Tensor, first: int, last: int) -> torch.Tensor:
+        """Frames ``first..last-1`` as a ``(batch, frames, 512)`` view, zero-padded at the edges.
+
+        Frame ``i`` covers samples ``[256 i - 256, 256 i + 256)``: the first frame is centred on
+        sample 0 and samples outside the signal are zeros.
+        """
+        n = waveform.shape[-1]
+        start, stop = first * HOP_SIZE - HOP_SIZE, (last - 1) * HOP_SIZE + FRAME_SIZE - HOP_SIZE
+        piece = waveform[:, max(start, 0) : min(stop, n)]
+        if start < 0 or stop > n:
+            piece = torch.nn.functional.pad(piece, (max(0, -start), max(0, stop - max(n, start))))
+        return piece.unfold(-1, FRAME_SIZE, HOP_SIZE)
+
+    def _mel_power(self, frames: torch.Tensor) -> torch.Tensor:
+        """Mel band energies of windowed frames: ``sum_j w_j |X_j|^2``."""
+        spectrum = torch.view_as_real(torch.fft.rfft(frames * self.window, dim=-1)).flatten(-2)
+        return torch.matmul(spectrum.square_(), self._interleaved_filterbank)
 
 
 def normalize_mel(mel: torch.Tensor, mean: float = DISCOGS_MEAN, std: float = DISCOGS_STD) -> torch.Tensor:

@@ -25,6 +25,7 @@ import torch
 from maest import audio as audio_io
 from maest import frontend, streaming
 from maest.configs import MaestConfig, discogs_labels
+from maest.effnet import EffNet
 from maest.model import TOKEN_NAMES, Maest, pool_tokens
 from maest.segments import Segments, gather_segments, segment_starts
 
@@ -115,8 +116,8 @@ class SegmentRunner:
     def add(self, key: Any, mel: torch.Tensor, duration: float) -> list[tuple[Any, TrackResult]]:
         """Queue a track's mel ``(n_mels, frames)``; returns the tracks completed meanwhile."""
         config = self.pipeline.config
-        if mel.shape[-1] < config.patch_size:
-            raise ValueError(f"a track needs at least {config.patch_size} mel frames, got {mel.shape[-1]}")
+        if mel.shape[-1] < self.pipeline.min_frames:
+            raise ValueError(f"a track needs at least {self.pipeline.min_frames} mel frames, got {mel.shape[-1]}")
         segments = segment_starts(mel.shape[-1], config.segment_frames, self.options.overlap, self.options.crop)
         track = _Track(key, mel, segments, duration, remaining=len(segments))
         self.queues.setdefault(segments.frames, deque()).append(_Piece(track, 0, len(segments)))
@@ -175,13 +176,20 @@ class SegmentRunner:
 
 
 class MaestPipeline:
-    """A loaded model on a device, with the frontend: call :meth:`embed` or :meth:`tag` on tracks."""
+    """A loaded model on a device, with the frontend: call :meth:`embed` or :meth:`tag` on tracks.
 
-    def __init__(self, model: Maest, device: str | torch.device | None = None, batch_size: int = 8,
+    The model is a MAEST transformer or the EffNet-B0 baseline; for EffNet the embedding is its
+    penultimate layer (1280 dims) and ``blocks``/``tokens`` do not apply.
+    """
+
+    def __init__(self, model: Maest | EffNet, device: str | torch.device | None = None, batch_size: int = 8,
                  chunk_seconds: int = 60):
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.eval().to(self.device)
         self.config: MaestConfig = model.config
+        self.is_effnet = isinstance(model, EffNet)
+        # Shortest input the model takes: one patch for MAEST; EffNet pools any size, 16 for symmetry.
+        self.min_frames = 16 if self.is_effnet else self.config.patch_size
         self.frontend = frontend.MelFrontend(mean=self.config.norm_mean, std=self.config.norm_std)
         self.batch_size = batch_size
         self.chunk_seconds = chunk_seconds
@@ -189,6 +197,10 @@ class MaestPipeline:
 
     def check_options(self, options: EmbedOptions) -> None:
         """Fail before any decoding when the options do not fit this model."""
+        if self.is_effnet:
+            if options.patchout_time != 1 or options.patchout_freq:
+                raise ValueError("inference patchout applies to MAEST models only, not to EffNet")
+            return
         depth = self.config.depth
         if options.blocks is not None and not 1 <= options.blocks <= depth:
             raise ValueError(f"blocks must be in 1..{depth} for this {depth}-block model, got {options.blocks}")
@@ -207,7 +219,7 @@ class MaestPipeline:
         default; other rates are resampled). Audio shorter than one patch (16 frames, 0.24 s) is
         padded with silence to one patch.
         """
-        patch = self.config.patch_size
+        patch = self.min_frames
         if isinstance(audio, (str, os.PathLike)):
             return streaming.file_mel(audio, self.frontend, patch, self.chunk_seconds)
         waveform = np.asarray(audio)
@@ -231,7 +243,9 @@ class MaestPipeline:
         """
         mel = mel.to(self.device, non_blocking=True).contiguous()
         with torch.inference_mode(), self._autocast():
-            if mode == "embed":
+            if self.is_effnet:
+                out = self.model.forward_features(mel) if mode == "embed" else torch.sigmoid(self.model(mel).float())
+            elif mode == "embed":
                 tokens = self.model.forward_features(mel, options.blocks, options.patchout_time, options.patchout_freq)
                 out = pool_tokens(tokens, options.tokens)
             else:
@@ -319,10 +333,10 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_model(name_or_path: str | os.PathLike | Maest, device: str | torch.device | None = None,
+def load_model(name_or_path: str | os.PathLike | Maest | EffNet, device: str | torch.device | None = None,
                batch_size: int = 8) -> MaestPipeline:
     """A :class:`MaestPipeline` for a registry name, hub id or local checkpoint (``device=None``: CUDA if available)."""
-    if isinstance(name_or_path, Maest):
+    if isinstance(name_or_path, (Maest, EffNet)):
         return MaestPipeline(name_or_path, device, batch_size)
     from maest import checkpoints
 

@@ -53,7 +53,8 @@ def load_checkpoint(
     """A Maest from a published name, a local file/folder in any supported format, or a hub id.
 
     Local formats: native (folder or .safetensors), Hugging Face AST folder, original MAEST
-    .ckpt/.pt/.pth (plain or Lightning; ``swa`` picks the SWA copy when there is one).
+    .ckpt/.pt/.pth (plain or Lightning; ``swa`` picks the SWA copy when there is one). An EffNet-B0
+    baseline file exported by ``maest train`` loads too (as an ``EffNet``, not a ``Maest``).
     """
     path = Path(name_or_path)
     if path.exists():
@@ -118,6 +119,10 @@ def _download(hub_id: str, target: Path) -> Path | None:
 
 
 def _load_path(path: Path, swa: bool, map_location: str | torch.device) -> Maest:
+    from maest.effnet import is_effnet, load_effnet
+
+    if is_effnet(path):  # the EffNet-B0 baseline trained by maest (same embed/tag API)
+        return load_effnet(path, map_location)
     if is_native(path):
         return load_native(path, map_location)
     if is_hf(path):
