@@ -37,3 +37,14 @@ def splits_dir(shared_data: Path) -> Path:
     if not path.is_dir():
         pytest.skip("../shared/data/splits is not available")
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest (and steadiest on a busy machine) on one torch thread."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

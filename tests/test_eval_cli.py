@@ -17,12 +17,7 @@ from maest.evaluate.runner import EvalError, run_eval
 FAST = ["--epochs", "12", "--warmup-epochs", "3", "--max-lr", "1e-3", "--probe-batch", "16", "--workers", "1"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from maest.evaluate.metrics import (
     AbsentLabelsWarning,
     MetricInputError,
+    macro_scores,
     markdown_table,
     roc_auc_per_label,
     tagging_metrics,
@@ -30,6 +31,20 @@ def test_macro_and_micro_equal_sklearn(seed):
     assert got.pr_auc_micro == pytest.approx(average_precision_score(targets, scores, average="micro"), abs=1e-12)
     for j in range(12):
         assert got.per_label[str(j)]["roc_auc"] == pytest.approx(roc_auc_score(targets[:, j], scores[:, j]), abs=1e-12)
+
+
+def test_training_macro_scores_skip_absent_labels_like_sklearn_on_the_rest():
+    rng = np.random.default_rng(4)
+    targets = rng.random((120, 8)) < 0.3
+    targets[:, 2] = False  # absent label
+    targets[:, 5] = True  # label on every track
+    scores = rng.random((120, 8)) + 0.4 * targets
+    keep = [j for j in range(8) if j not in (2, 5)]
+    got = macro_scores(targets, scores)
+    assert got["labels"] == 6
+    assert got["mAP"] == pytest.approx(average_precision_score(targets[:, keep], scores[:, keep]), abs=1e-12)
+    assert got["ROC-AUC"] == pytest.approx(roc_auc_score(targets[:, keep], scores[:, keep]), abs=1e-12)
+    assert np.isnan(macro_scores(np.zeros((5, 2), bool), np.ones((5, 2)))["mAP"])
 
 
 def test_tied_scores_equal_sklearn():

@@ -24,13 +24,7 @@ from maest.evaluate.probe import (
 )
 from maest.evaluate.schedule import probe_lr
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny probes run fastest (and steadiest on a busy machine) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 FAST = ProbeConfig(epochs=12, warmup_epochs=3, max_lr=1e-3, batch_size=64)

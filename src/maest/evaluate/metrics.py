@@ -96,6 +96,18 @@ def macro_roc_auc(targets: np.ndarray, scores: np.ndarray) -> float:
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
 
+def macro_scores(targets: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """``{"mAP", "ROC-AUC", "labels"}`` over present labels (NaN when none): per-epoch validation in training."""
+    present = present_labels(np.asarray(targets, dtype=bool))
+    if not present.any():
+        return {"mAP": float("nan"), "ROC-AUC": float("nan"), "labels": 0}
+    return {
+        "mAP": float(np.nanmean(average_precision_per_label(targets, scores))),
+        "ROC-AUC": float(np.nanmean(roc_auc_per_label(targets, scores))),
+        "labels": int(present.sum()),
+    }
+
+
 def tagging_metrics(
     targets: np.ndarray, scores: np.ndarray, labels: Sequence[str] | None = None, warn: bool = True
 ) -> TaggingScores:
