@@ -486,6 +486,41 @@ def demo_data_command(
                f"maest train --config configs/tiny.yaml --set data.root={out_dir}")
 
 
+# --- weights: convert between formats (maest.checkpoints) ---
+@app.command("export")
+def export_command(
+    model: str = typer.Argument(..., help="Registry name, Hugging Face id or local checkpoint (any supported format)."),
+    output: Path = typer.Argument(..., help="Where to write: a folder (native, hf) or a file (official .pt, .onnx, native .safetensors)."),
+    to: str = typer.Option("native", "--to", help="native (maest safetensors + config.json), hf (transformers AST folder), "
+                           "official (the original MAEST code's state dict), onnx."),
+    graph: str = typer.Option("embedding", "--graph", help="ONNX only: 'embedding' (mel -> pooled tokens) or 'logits'."),
+    blocks: int | None = typer.Option(None, "--blocks", help="ONNX embedding graph: blocks to run (default: all; paper: 7)."),
+    tokens: str = typer.Option("cls,dist,avg", "--tokens", help="ONNX embedding graph: tokens to stack, in order."),
+    swa: bool = typer.Option(True, "--swa/--no-swa", help="Lightning checkpoints: take the SWA copy when there is one."),
+) -> None:
+    """Convert MAEST weights to another format (maest native, Hugging Face AST, original MAEST, ONNX)."""
+    from maest import checkpoints
+    from maest.model import Maest
+
+    if to not in ("native", "hf", "official", "onnx"):
+        _fail(f"--to must be native, hf, official or onnx, got {to!r}")
+    try:
+        net = checkpoints.load_checkpoint(model, swa=swa)
+        if not isinstance(net, Maest):
+            _fail(f"{model} is not a MAEST transformer; only MAEST weights convert to other formats")
+        if to == "native":
+            written = checkpoints.save_native(net, output)
+        elif to == "hf":
+            written = checkpoints.export_hf(net, output)
+        elif to == "official":
+            written = checkpoints.save_official(net, output)
+        else:
+            written = checkpoints.export_onnx(net, output, graph, blocks=blocks, tokens=tuple(_split_list(tokens)))
+    except (OSError, ValueError, RuntimeError) as error:  # CheckpointError is a RuntimeError
+        _fail(f"{type(error).__name__}: {error}")
+    typer.echo(f"wrote {written}")
+
+
 def main() -> None:
     app()
 
