@@ -85,6 +85,16 @@ def test_tiny_run_learns_and_exports_weights_for_inference(demo, tmp_path):
     embedding = pipeline.embed(str(demo / paths[0]), blocks=2)
     assert embedding.shape == (3 * 32,) and np.isfinite(embedding).all()
 
+    # The Lightning checkpoint itself is a model too: SWA copy by default, live weights with swa=False,
+    # with the exported config (heads, labels, normalisation), not one guessed from shapes.
+    from maest.checkpoints import load_checkpoint
+
+    for swa_copy, exported in ((True, path), (False, run / "model-last")):
+        from_ckpt, reference = load_checkpoint(run / "checkpoints" / "last.ckpt", swa=swa_copy), load_native(exported)
+        assert from_ckpt.config == reference.config
+        for name, value in reference.state_dict().items():
+            assert torch.equal(from_ckpt.state_dict()[name], value), name
+
 
 def test_resumed_run_ends_with_the_same_weights(demo, tmp_path):
     # SWA snapshots after epochs 0 and 1: the resumed run must restore the average and its count.
@@ -123,6 +133,12 @@ def test_effnet_baseline_trains_with_the_same_pipeline(demo, tmp_path):
     ])
     path = train(config)
     assert path == tmp_path / "effnet-b0" / "model.safetensors"
+    from maest.checkpoints import load_checkpoint
+
+    from_ckpt = load_checkpoint(tmp_path / "effnet-b0" / "checkpoints" / "last.ckpt")
+    assert from_ckpt.config == load_effnet(path).config
+    for name, value in load_effnet(path).state_dict().items():
+        assert torch.equal(from_ckpt.state_dict()[name], value), name
     model = load_effnet(path).eval()
     assert model.config.num_classes == 4 and model.config.labels[0] == "Synthetic---Tone 01"
     assert model.forward_features(torch.randn(2, 96, 64)).shape == (2, model.config.embedding_dim)

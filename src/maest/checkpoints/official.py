@@ -17,6 +17,7 @@ from maest.checkpoints.native import CheckpointError, load_state_dict_strict
 from maest.configs import SEGMENT_FRAMES, TRAIN_PATCHOUT_TIME, MaestConfig, discogs_labels
 from maest.model import Maest
 
+TRAINING_NETWORK_KEY = "maest_network"  # written by maest.train.module.MaestTraining
 ANCHOR = "cls_token"  # every network copy has exactly one; its prefix names the copy
 HEAD_DIM = 64  # ViT convention; heads cannot be read from shapes
 KNOWN_MELS = {9: 96, 12: 128}  # frequency rows -> mel bands (MAEST, PaSST)
@@ -72,13 +73,34 @@ def infer_config(state: dict[str, torch.Tensor], heads: int | None = None) -> Ma
 def load_official(
     path: str | os.PathLike, swa: bool = True, map_location: str | torch.device = "cpu", heads: int | None = None
 ) -> Maest:
-    """A Maest from an original-code checkpoint (plain state dict or Lightning file)."""
+    """A Maest from an original-code checkpoint (plain state dict or Lightning file).
+
+    A Lightning file written by ``maest train`` carries its network's config (``maest_network``):
+    that config is used as is (an EffNet baseline comes back as an ``EffNet``); otherwise the
+    architecture is inferred from the tensor shapes.
+    """
     data = read_file(path, map_location)
+    network = data.get(TRAINING_NETWORK_KEY)
     state = data["state_dict"] if isinstance(data.get("state_dict"), dict) else data
+    snapshots = state.get("swa_snapshots")
+    if isinstance(network, dict) and snapshots is not None and int(snapshots) == 0:
+        swa = False  # maest train keeps an SWA copy from the start, but it holds no average yet
+    if isinstance(network, dict) and network.get("type") == "effnet":
+        from maest.effnet import EffNet, EffNetConfig
+
+        state = _strip_prefix(state, "net_swa." if swa and any(k.startswith("net_swa.") for k in state) else "net.")
+        model = EffNet(EffNetConfig.from_dict(network["config"]))
+        model.load_state_dict(only_tensors(state, str(path)), strict=True)
+        return model
     state = only_tensors(select_network(state, swa), str(path))
-    model = Maest(infer_config(state, heads))
+    config = MaestConfig.from_dict(network["config"]) if isinstance(network, dict) else infer_config(state, heads)
+    model = Maest(config)
     load_state_dict_strict(model, state, str(path))
     return model
+
+
+def _strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def to_official(model: Maest) -> dict[str, torch.Tensor]:

@@ -18,6 +18,7 @@ from maest.train.schedule import schedule_for
 from maest.train.swa import averaged_copy, swa_due, update_average
 
 WEIGHTS = ("live", "swa")
+NETWORK_KEY = "maest_network"  # read by maest.checkpoints.official when loading a training checkpoint
 
 
 class MaestTraining(L.LightningModule):
@@ -38,6 +39,12 @@ class MaestTraining(L.LightningModule):
         aug = config.augment
         self.spec_augment = SpecAugment(aug.time_masks, aug.time_mask_frames, aug.freq_masks, aug.freq_mask_bands)
         self._outputs: dict[str, list[torch.Tensor]] = {}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Store the network's architecture (plain values) so ``--model last.ckpt`` rebuilds it exactly:
+        heads, labels and normalisation cannot be read from tensor shapes."""
+        kind = "maest" if hasattr(self.net, "head_dist") else "effnet"
+        checkpoint[NETWORK_KEY] = {"type": kind, "config": self.net.config.to_dict()}
 
     @property
     def swa_started(self) -> bool:
