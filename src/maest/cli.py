@@ -30,6 +30,15 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+def _require(extra: str, *modules: str) -> None:
+    """Fail with the install command when an optional dependency of a command is missing."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        _fail(f"this command needs {', '.join(missing)}: pip install 'maest[{extra}]'")
+
+
 @app.command("discogs-labels")
 def discogs_labels_command(
     out_dir: Path = typer.Argument(..., help="Directory for train.tsv, validation.tsv, test.tsv, labels.json, summary.json."),
@@ -272,6 +281,7 @@ def eval_command(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Embed a dataset's tracks, train the MLP probe, report test ROC-AUC and mAP (Markdown + JSON)."""
+    _require("eval", "sklearn")
     from maest.evaluate.datasets import DatasetFormatError, MissingAudioError
     from maest.evaluate.features import parse_tokens
     from maest.evaluate.runner import run_eval
@@ -301,6 +311,7 @@ app.add_typer(experiment_app, name="experiment")
 
 def _experiment_common(dataset: str, metadata: Path, audio_root: Path, low_quality: bool, epochs, max_lr, batch, dropout,
                        warmup) -> dict:
+    _require("eval", "sklearn", "matplotlib")
     return {"dataset": dataset, "metadata": metadata, "audio_root": audio_root,
             "dataset_options": _eval_dataset_options(dataset, low_quality),
             "probe_overrides": _eval_overrides(epochs, max_lr, batch, dropout, warmup)}
@@ -445,6 +456,7 @@ def train_command(
     Writes <output_dir>/<name>/: checkpoints/last.ckpt, model/ (SWA weights once SWA started, else
     the live ones) and model-last/ (live weights) for `maest embed/tag --model`, TensorBoard and CSV logs.
     """
+    _require("train", "lightning", "sklearn", "tensorboard")
     from maest.train.config import ConfigError, load_config
 
     extra = [f"trainer.devices={devices}"] if devices is not None else []
