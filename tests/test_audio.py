@@ -117,3 +117,58 @@ def test_pyav_path_for_other_containers(tmp_path):
     assert abs(len(window) - 16000) <= 1
     spectrum = np.abs(np.fft.rfft(window))
     assert abs(np.argmax(spectrum) * 16000 / len(window) - 1000) < 3
+
+
+def _encode_with_pyav(path, codec: str, rate: int, channels: np.ndarray) -> None:
+    """Write ``channels`` (channels, samples) float32 with an FFmpeg encoder (PyAV)."""
+    av = pytest.importorskip("av")
+    layout = {1: "mono", 2: "stereo"}[len(channels)]
+    try:
+        with av.open(str(path), "w") as container:
+            stream = container.add_stream(codec, rate=rate)
+            stream.layout = layout
+            for first in range(0, channels.shape[1], 960):
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(channels[:, first : first + 960]),
+                                                   format="fltp", layout=layout)
+                frame.sample_rate, frame.pts = rate, first
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+            for packet in stream.encode(None):
+                container.mux(packet)
+    except (av.error.FFmpegError, ValueError) as error:  # encoder missing from this FFmpeg build
+        pytest.skip(f"cannot encode {codec}: {error}")
+
+
+def test_pyav_files_average_channels_like_soundfile_files(tmp_path):
+    """A stereo file read by FFmpeg is the channel mean too (FFmpeg's mono downmix is 3 dB louder)."""
+    rng = np.random.default_rng(2)
+    stereo = rng.uniform(-0.5, 0.5, (2, 16000)).astype(np.float32)
+    path = tmp_path / "stereo.mka"  # Matroska goes through PyAV; PCM float is lossless
+    _encode_with_pyav(path, "pcm_f32le", 16000, stereo)
+    np.testing.assert_allclose(audio.load(path), stereo.mean(axis=0), atol=1e-7)
+    sf.write(tmp_path / "stereo.wav", stereo.T, 16000, subtype="FLOAT")
+    np.testing.assert_allclose(audio.load(path), audio.load(tmp_path / "stereo.wav"), atol=1e-7)
+
+
+@pytest.mark.parametrize("codec,suffix,rate", [("libopus", ".opus", 48000), ("aac", ".m4a", 44100)])
+def test_pyav_window_equals_slice_of_whole_decode(tmp_path, codec, suffix, rate):
+    """A window decoded after a seek equals the same samples of a whole-file decode (decoder pre-roll)."""
+    t = np.arange(int(rate * 6.5)) / rate
+    left = 0.3 * np.sin(2 * np.pi * 440 * t * (1 + 0.1 * np.sin(3 * t)))
+    right = 0.2 * np.sin(2 * np.pi * 1320 * t)
+    path = tmp_path / f"tones{suffix}"
+    _encode_with_pyav(path, codec, rate, np.stack([left, right]).astype(np.float32))
+    whole = audio.load(path, sample_rate=rate)
+    for offset in [1.0, 2.0, 3.37]:
+        window = audio.load(path, sample_rate=rate, offset=offset, duration=1.5)
+        start = int(round(offset * rate))
+        assert len(window) == int(round(1.5 * rate))
+        np.testing.assert_allclose(window, whole[start : start + len(window)], atol=1e-4)
+
+
+def test_file_shorter_than_one_output_sample_is_a_decode_error(tmp_path):
+    path = tmp_path / "one_sample.wav"
+    sf.write(path, np.full(1, 0.5, np.float32), 44100)
+    with pytest.raises(AudioDecodeError, match="shorter than one sample"):
+        audio.load(path)
+    assert len(audio.load(path, sample_rate=44100)) == 1

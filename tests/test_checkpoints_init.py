@@ -170,3 +170,18 @@ def test_registry_name_downloads_hf_folder_into_cache(tmp_path, monkeypatch):
     torch.testing.assert_close(back.head[1].weight, model.head[1].weight, atol=0, rtol=0)
     load_checkpoint("discogs-maest-5s-pw-129e")  # now from the cache, no second download
     assert len(requests) == 1
+
+
+def test_init_from_a_training_checkpoint_without_an_average_takes_the_live_network(tmp_path):
+    """``maest train`` keeps ``net_swa`` from the start; before its first snapshot it holds the initial weights."""
+    live, untouched = passt_state(), {k: torch.zeros_like(v) for k, v in passt_state().items()}
+    state = {**{f"net.{k}": v for k, v in live.items()}, **{f"net_swa.{k}": v for k, v in untouched.items()},
+             "swa_snapshots": torch.tensor(0)}
+    torch.save({"state_dict": state}, tmp_path / "last.ckpt")
+    model = init_from_passt(target(10), tmp_path / "last.ckpt")
+    torch.testing.assert_close(model.cls_token.data, live["cls_token"], atol=0, rtol=0)
+    # Once averaged, the SWA copy is the one taken.
+    state["swa_snapshots"] = torch.tensor(3)
+    torch.save({"state_dict": state}, tmp_path / "last.ckpt")
+    model = init_from_passt(target(10), tmp_path / "last.ckpt")
+    torch.testing.assert_close(model.cls_token.data, untouched["cls_token"], atol=0, rtol=0)

@@ -232,3 +232,87 @@ def test_shards_split_the_files_and_together_cover_them(collection, tmp_path, ch
     failed = [(out / f"failures.shard-{i}-of-2.tsv").read_text().count("\n") for i in range(2)]
     assert sum(failed) == len(BAD_CLIPS)
     assert run_cli(*embed_args(collection, out, checkpoint, "--shard", "2/2")).exit_code != 0
+
+
+def test_invalid_options_fail_before_the_output_folder_is_claimed(tmp_path, audio_dir, pipeline):
+    """A typo (overlap 1.0, crop 'middle') must not write settings that then refuse the corrected run."""
+    out = tmp_path / "out"
+    for bad in [dict(overlap=1.0), dict(crop="middle")]:
+        with pytest.raises(ValueError, match="overlap|crop"):
+            extract([audio_dir / "menu_0.5s_44k_stereo.wav"], out, pipeline, blocks=2, progress=False, **bad)
+        assert not (out / "maest-embed.json").exists()
+    summary = extract([audio_dir / "menu_0.5s_44k_stereo.wav"], out, pipeline, blocks=2, progress=False)
+    assert (summary.succeeded, summary.failed) == (1, 0)
+
+
+def test_parquet_rerun_clears_a_part_whose_write_was_killed(tmp_path, audio_dir, pipeline):
+    out = tmp_path / "out"
+    clip = audio_dir / "menu_0.5s_44k_stereo.wav"
+    (out / "embeddings.parts").mkdir(parents=True)
+    (out / "embeddings.parts" / "part-1-1.parquet.partial").write_bytes(b"PAR1 half a part")
+    summary = extract([clip], out, pipeline, blocks=2, output_format="parquet", progress=False)
+    assert summary.succeeded == 1
+    assert read_table(out / "embeddings.parquet")[0] == [clip.name]
+    assert not list(out.rglob("*.partial")) and not (out / "embeddings.parts").exists()
+
+
+def test_failures_file_keeps_paths_exactly(tmp_path, audio_dir, pipeline):
+    """A failed file's path in failures.tsv is the real path (runs of spaces, unicode) so it can be retried."""
+    root = tmp_path / "música  nueva"
+    root.mkdir()
+    bad = root / "Artist  -  Song   (live).wav"
+    shutil.copy(audio_dir / "empty.wav", bad)
+    shutil.copy(audio_dir / "menu_0.5s_44k_stereo.wav", root / "ok  song.wav")
+    out = tmp_path / "out"
+    summary = extract([root], out, pipeline, blocks=2, progress=False)
+    assert (summary.succeeded, summary.failed) == (1, 1)
+    assert (out / "ok  song.npy").exists()
+    [line] = (out / "failures.tsv").read_text().splitlines()
+    path, reason = line.split("\t")
+    assert path == str(bad) and Path(path).exists() and "empty" in reason
+
+
+def test_symlinked_folders_are_searched_once(tmp_path, audio_dir):
+    """A collection of symlinked album folders is found (rglob skips them); a link loop ends."""
+    elsewhere = tmp_path / "disk2" / "album"
+    elsewhere.mkdir(parents=True)
+    shutil.copy(audio_dir / "menu_0.5s_44k_stereo.wav", elsewhere / "song.wav")
+    root = tmp_path / "music"
+    (root / "real").mkdir(parents=True)
+    shutil.copy(audio_dir / "temple_8s_48k_stereo.flac", root / "real" / "other.flac")
+    (root / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (root / "real" / "loop").symlink_to(root, target_is_directory=True)
+    items, missing = extraction.find_audio([root])
+    assert not missing
+    assert sorted(item.key for item in items) == ["linked/song.wav", "real/other.flac"]
+
+
+def test_shards_starting_together_both_claim_the_output_folder(tmp_path, pipeline, monkeypatch):
+    """Two shards writing maest-embed.json at the same moment must both start (no shared partial)."""
+    import threading
+
+    barrier = threading.Barrier(2, timeout=10)
+    dumps = json.dumps
+
+    def dumps_in_step(*args, **kwargs):
+        barrier.wait()  # both writers have opened their partial file before either renames it
+        return dumps(*args, **kwargs)
+
+    monkeypatch.setattr(extraction.json, "dumps", dumps_in_step)
+    settings = extraction._settings(pipeline, "tiny", extraction.EmbedOptions(blocks=2), False, "npy")
+    errors = []
+
+    def claim():
+        try:
+            extraction._check_settings(tmp_path, settings)
+        except Exception as error:  # noqa: BLE001 - collected for the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=claim) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert json.loads((tmp_path / "maest-embed.json").read_text())["blocks"] == 2
+    assert not list(tmp_path.glob("*.partial"))

@@ -229,3 +229,14 @@ def test_unknown_dataset_and_missing_files(tmp_path):
         load_dataset("mtg-jamendo-genre", tmp_path)
     with pytest.raises(DatasetFormatError, match="no MTT split files"):
         load_mtt(tmp_path)
+
+
+def test_msd_cals_does_not_take_the_usual_split_vocabulary(tmp_path):
+    """CALS has its own 50 tags (downstream.md): the usual split's 50tagList.txt beside it must not name its columns."""
+    for name, n in (("train", 2), ("valid", 1), ("test", 1)):
+        np.save(tmp_path / f"{name}_ids.npy", np.array([f"TRABC{name.upper()}{k:08d}" for k in range(n)]))
+        np.save(tmp_path / f"{name}_binaries.npy", np.eye(n, 3, dtype=np.float32))
+    (tmp_path / "50tagList.txt").write_text("rock\npop\njazz\n")
+    with pytest.warns(UserWarning, match="unnamed"):
+        dataset = load_msd_cals(tmp_path)
+    assert dataset.labels == ["tag_00", "tag_01", "tag_02"]

@@ -80,8 +80,11 @@ def test_patchout_experiment(tiny, tmp_path):
     assert len(_csv(tmp_path / "patchout.csv")) == 3
     assert (tmp_path / "patchout.png").read_bytes().startswith(PNG_MAGIC)
     settings = json.loads((tmp_path / "features" / "model-b2-t1-f3-o0.5" / "features.json").read_text())
-    assert settings["patchout_freq"] == [1, 4, 7]
-    assert freq_rows_to_drop(9, 4) == (1, 3, 5, 7) and freq_rows_to_drop(9, 0) == ()
+    # The paper's frequency patchout (model.md): 3 rows = the first and the last two, 4 = the first two
+    # and the last two.
+    assert settings["patchout_freq"] == [0, 7, 8]
+    assert freq_rows_to_drop(9, 3) == (0, 7, 8) and freq_rows_to_drop(9, 4) == (0, 1, 7, 8)
+    assert freq_rows_to_drop(9, 1) == (8,) and freq_rows_to_drop(9, 0) == ()
 
 
 def test_compare_experiment(tiny, tmp_path):
@@ -92,3 +95,36 @@ def test_compare_experiment(tiny, tmp_path):
     assert len(_csv(tmp_path / "compare.csv")) == 2
     assert (tmp_path / "compare.png").read_bytes().startswith(PNG_MAGIC)
     assert (tmp_path / "other" / "results.md").is_file()
+
+
+def test_experiment_results_are_not_reused_for_other_data(tiny, tmp_path):
+    """An output folder reused with other split data (another subset, changed labels) reruns the probes."""
+    from maest.evaluate.datasets import Dataset, Split, load_dataset
+    from maest.evaluate.experiments import blocks_experiment
+
+    metadata, audio, model, _ = tiny
+    dataset = load_dataset("mtg-jamendo-genre", metadata)
+    train = dataset.splits["train"]
+    changed = Dataset(dataset.name, dataset.labels,
+                      {**dataset.splits, "train": Split("train", train.paths, np.roll(train.targets, 1, axis=0), train.ids)})
+    options = dict(blocks=[1], token_stacks=["c"], probe_overrides=PROBE, workers=1, progress=False)
+    blocks_experiment(dataset, None, audio, model, tmp_path / "shared", **options)
+    reused = blocks_experiment(changed, None, audio, model, tmp_path / "shared", **options)
+    fresh = blocks_experiment(changed, None, audio, model, tmp_path / "fresh", **options)
+    assert [r["valid_roc_auc"] for r in reused] == pytest.approx([r["valid_roc_auc"] for r in fresh], abs=1e-6)
+    assert [r["roc_auc"] for r in reused] == pytest.approx([r["roc_auc"] for r in fresh], abs=1e-6)
+
+
+def test_compare_experiment_keeps_same_named_checkpoints_apart(tiny, tmp_path):
+    """Two training runs' ``model-last`` folders: one row and one output folder each, in the given order."""
+    import shutil
+
+    metadata, audio, model, other = tiny
+    first, second = tmp_path / "run-a" / "model-last", tmp_path / "run-b" / "model-last"
+    shutil.copytree(model, first)
+    shutil.copytree(other, second)
+    rows = compare_experiment("mtg-jamendo-genre", metadata, audio, [first, second], tmp_path / "out", blocks=1,
+                              tokens=("cls",), probe_overrides=PROBE, probe_workers=1, progress=False)
+    assert [r["model"] for r in rows] == ["run-a_model-last", "run-b_model-last"]
+    assert (tmp_path / "out" / "run-a_model-last" / "results.md").is_file()
+    assert (tmp_path / "out" / "run-b_model-last" / "results.md").is_file()

@@ -166,3 +166,18 @@ def test_runs_shorter_than_the_warmup_warn():
     data = synthetic(n=(40, 20, 20))
     with pytest.warns(UserWarning, match="warm-up"):
         train_probe(data, dataclasses.replace(FAST, epochs=2, warmup_epochs=3))
+
+
+def test_grid_search_does_not_reuse_results_of_other_data(tmp_path):
+    """An output folder reused for another dataset (or a changed split) must not return the old scores."""
+    base = dataclasses.replace(FAST, epochs=3, warmup_epochs=1)
+    first, second = synthetic(seed=0, n=(120, 60, 60)), synthetic(seed=1, n=(120, 60, 60))
+    grid_search(first, tmp_path / "shared", base, {}, workers=1, seed=0, progress=False)
+    reused = grid_search(second, tmp_path / "shared", base, {}, workers=1, seed=0, progress=False)
+    fresh = grid_search(second, tmp_path / "fresh", base, {}, workers=1, seed=0, progress=False)
+    assert reused.best["valid_history"] == pytest.approx(fresh.best["valid_history"], abs=1e-6)
+    assert reused.best["test"]["roc_auc_macro"] == pytest.approx(fresh.best["test"]["roc_auc_macro"], abs=1e-6)
+    # The same data resumes without retraining.
+    lines = (tmp_path / "shared" / "results.jsonl").read_text()
+    grid_search(second, tmp_path / "shared", base, {}, workers=1, seed=0, progress=False)
+    assert (tmp_path / "shared" / "results.jsonl").read_text() == lines

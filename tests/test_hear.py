@@ -56,3 +56,14 @@ def test_bad_input(hear_model):
         get_scene_embeddings(torch.zeros(16000), hear_model)
     with pytest.raises(HearInputError):
         get_scene_embeddings(torch.zeros(2, 0), hear_model)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_model_on_gpu_takes_cpu_audio(tmp_path):
+    """load_model(device='cuda'): the frontend is on the model's device, CPU audio comes back on the CPU."""
+    model = load_model(str(tiny_model(tmp_path / "model")), blocks=2, device="cuda")
+    audio = 0.1 * torch.randn(2, 16000, generator=torch.Generator().manual_seed(0))
+    embeddings, _ = get_timestamp_embeddings(audio, model)
+    assert embeddings.device.type == "cpu"
+    cpu, _ = get_timestamp_embeddings(audio, load_model(str(tiny_model(tmp_path / "model")), blocks=2, device="cpu"))
+    torch.testing.assert_close(embeddings, cpu, atol=1e-4, rtol=1e-4)

@@ -202,6 +202,8 @@ def test_bad_inputs_raise_clear_errors(pipeline):
         pipeline.embed(np.zeros((2, 16000), np.float32), blocks=2)
     with pytest.raises(InputAudioError):
         pipeline.embed(np.zeros(0, np.float32), blocks=2)
+    with pytest.raises(InputAudioError, match="shorter than one sample"):
+        pipeline.embed(np.full(1, 0.5, np.float32), blocks=2, sample_rate=44100)
     with pytest.raises(ValueError, match="blocks must be in 1..2"):
         pipeline.embed(tone(1.0), blocks=7)
     with pytest.raises(ValueError, match="tokens"):
@@ -245,3 +247,28 @@ def test_lazy_top_level_api(tiny_checkpoint):
 
     assert maest.load_model is load_model
     assert callable(maest.extract)
+
+
+def test_stream_audio_without_margin_reaches_the_end(tmp_path):
+    """margin_seconds=0 on a file of whole blocks: the last block ends the stream, no empty window."""
+    path = tmp_path / "eight.wav"
+    waveform = tone(8.0)
+    sf.write(path, waveform, 16000, subtype="FLOAT")
+    blocks = list(streaming.stream_audio(path, chunk_seconds=4, margin_seconds=0))
+    assert [len(b) for b in blocks] == [64000, 64000]
+    np.testing.assert_array_equal(np.concatenate(blocks), waveform)
+    with pytest.raises(ValueError, match="margin_seconds"):
+        next(streaming.stream_audio(path, chunk_seconds=4, margin_seconds=-1))
+
+
+def test_options_are_checked_before_any_work(pipeline):
+    for bad in [dict(overlap=1.0), dict(overlap=-0.1), dict(crop="middle")]:
+        with pytest.raises(ValueError, match="overlap|crop"):
+            EmbedOptions(**bad)
+
+
+def test_non_finite_waveform_is_refused(pipeline):
+    waveform = tone(2.0)
+    waveform[100] = np.nan
+    with pytest.raises(InputAudioError, match="NaN"):
+        pipeline.embed(waveform, blocks=2)

@@ -59,3 +59,11 @@ def test_invalid_combinations_are_rejected():
         from_dict({"trainer": {"gpus": 4}})
     with pytest.raises(ConfigError, match="must be a bool"):
         from_dict({"swa": {"enabled": "yes please"}})
+
+
+@pytest.mark.parametrize("override", ["optim.decay_epochs=-1", "optim.warmup_epochs=-2", "augment.time_masks=-1",
+                                      "augment.freq_mask_bands=-8", "swa.start_epoch=-1", "data.val_batch_size=0"])
+def test_out_of_range_recipe_values_fail_when_the_config_is_read(override):
+    # Not later, in configure_optimizers or the module, after data and GPUs were set up.
+    with pytest.raises(ConfigError, match=override.split("=")[0]):
+        load_config(None, [override])

@@ -68,3 +68,24 @@ def test_maest_initialisation_crops_time_encodings_and_restarts_other_heads(tmp_
 def test_missing_init_file_is_a_clear_error(tmp_path):
     with pytest.raises(InitError, match="does not exist"):
         build_network(config(init="deit", init_path=str(tmp_path / "none.pth")), LABELS, 0.0, 1.0)
+
+
+@pytest.mark.parametrize("seconds, frames, columns", [(5, 312, 15), (10, 625, 30), (20, 1250, 60), (30, 1875, 90)])
+def test_structured_patchout_counts_per_segment_length(seconds, frames, columns):
+    arch = architecture(config(segment_seconds=seconds), LABELS, 0.0, 1.0)
+    assert (arch.segment_frames, arch.train_patchout_time, arch.train_patchout_freq) == (frames, columns, 3)
+
+
+def test_weight_decay_spares_exactly_the_encodings_and_tokens():
+    from maest.train.module import MaestTraining
+
+    cfg = config()
+    module = MaestTraining(cfg, build_network(cfg, LABELS, 0.0, 1.0))
+    optimizer = module.configure_optimizers()["optimizer"]
+    names = {id(p): n for n, p in module.net.named_parameters()}
+    spared = {"cls_token", "dist_token", "new_pos_embed", "freq_new_pos_embed", "time_new_pos_embed"}
+    by_decay = {g["weight_decay"]: {names[id(p)] for p in g["params"]} for g in optimizer.param_groups}
+    assert by_decay[0.0] == spared
+    trained = {n for n, p in module.net.named_parameters() if p.requires_grad}
+    assert by_decay[1e-4] == trained - spared and not any(n.startswith("head_dist") for n in by_decay[1e-4])
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.param_groups[0]["lr"] == pytest.approx(1e-4 / 5)

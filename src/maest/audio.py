@@ -2,9 +2,10 @@
 
 WAV/FLAC/Ogg/MP3 (and anything else libsndfile reads) go through soundfile, which seeks, so a
 window (``offset``/``duration``) decodes only that window. Other containers (m4a/AAC, Opus, WebM,
-WMA, ...) go through PyAV (FFmpeg), which seeks to the nearest packet before the window.
-Channels are averaged; resampling uses soxr's high-quality mode. Every failure is an
-:class:`AudioDecodeError` naming the file and the reason.
+WMA, ...) go through PyAV (FFmpeg), which seeks to a packet half a second before the window (decoder
+pre-roll) and drops the samples before it. Channels are averaged (for both readers); resampling
+uses soxr's high-quality mode. Every failure is an :class:`AudioDecodeError` naming the file and
+the reason.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ SOUNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif"
 AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS | {
     ".m4a", ".mp4", ".aac", ".opus", ".webm", ".wma", ".mka", ".mkv", ".ac3", ".alac", ".ape", ".wv",
 }
+# Decoding starts this long before a requested window in PyAV-read files (see ``_read_pyav``).
+PYAV_PREROLL_SECONDS = 0.5
 
 
 class AudioDecodeError(RuntimeError):
@@ -161,10 +164,14 @@ def _read_pyav(path: Path, offset: float | None, duration: float | None) -> tupl
         rate = int(stream.codec_context.sample_rate)
         start_s = offset or 0.0
         if start_s > 0:
-            # Seek lands on a packet at or before the target; samples before it are dropped below.
-            container.seek(int(start_s * 1_000_000), any_frame=False, backward=True)
+            # The first frames decoded after a seek are wrong (AAC overlap-add, Opus pre-roll), so
+            # seek PYAV_PREROLL_SECONDS before the window; samples before it are dropped below.
+            target = max(0.0, start_s - PYAV_PREROLL_SECONDS)
+            container.seek(int(target * 1_000_000), any_frame=False, backward=True)
         end_s = None if duration is None else start_s + duration
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        # Float planar at the file's own layout; channels are averaged here, as for soundfile files
+        # (FFmpeg's own mono downmix weighs stereo channels by 1/sqrt(2): 3 dB louder).
+        resampler = av.AudioResampler(format="fltp")
         pieces: list[np.ndarray] = []
         first_time: float | None = None
         decoded = 0
@@ -172,12 +179,12 @@ def _read_pyav(path: Path, offset: float | None, duration: float | None) -> tupl
             if first_time is None:
                 first_time = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
             for out in resampler.resample(frame):
-                pieces.append(out.to_ndarray().reshape(-1))
+                pieces.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
                 decoded += out.samples
             if end_s is not None and first_time + decoded / rate >= end_s:
                 break
         for out in resampler.resample(None):
-            pieces.append(out.to_ndarray().reshape(-1))
+            pieces.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
     data = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
     skip = max(0, int(round((start_s - (first_time or 0.0)) * rate)))
     data = data[skip:]
@@ -234,7 +241,10 @@ def load(
         raise AudioDecodeError(path, what)
     if not np.all(np.isfinite(mono)):
         raise AudioDecodeError(path, "decoded samples contain NaN or infinity")
-    return resample(mono, rate, sample_rate)
+    resampled = resample(mono, rate, sample_rate)
+    if resampled.size == 0:  # e.g. one sample at 44.1 kHz
+        raise AudioDecodeError(path, f"{mono.size} sample(s) at {rate} Hz is shorter than one sample at {sample_rate} Hz")
+    return resampled
 
 
 def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -96,13 +97,27 @@ def find_audio(inputs: Sequence[str | os.PathLike], extensions: Sequence[str] | 
     for given in inputs:
         root = Path(given)
         if root.is_dir():
-            for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in wanted and p.is_file()):
+            for path in sorted(p for p in _walk_files(root) if p.suffix.lower() in wanted and p.is_file()):
                 items.append(AudioItem(path, path.relative_to(root).as_posix()))
         elif root.exists():
             items.append(AudioItem(root, root.name))
         else:
             missing.append((str(root), "no such file or folder"))
     return items, missing
+
+
+def _walk_files(root: Path) -> Iterator[Path]:
+    """Files under ``root``, following symlinked folders (``rglob`` skips them) but entering each
+    real folder once, so link loops end."""
+    seen: set[str] = set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        subfolders.sort()  # a deterministic walk: the same folder always gets the same keys
+        yield from (Path(folder) / name for name in files)
 
 
 def output_path(output_dir: Path, key: str, fmt: Format) -> Path:
@@ -126,10 +141,15 @@ def check_collisions(items: Sequence[AudioItem], fmt: Format) -> None:
 
 
 # -- atomic writes ----------------------------------------------------------------------------------
-def _atomic_write(target: Path, write) -> None:
-    """``write(file)`` into ``target.partial``, then rename over ``target``: never a half file."""
+def _atomic_write(target: Path, write, shared: bool = False) -> None:
+    """``write(file)`` into ``target.partial``, then rename over ``target``: never a half file.
+
+    ``shared``: a file that several processes (shards) may write at once gets a partial of its own
+    per writer, so one writer's rename cannot pull the partial from under another.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + PARTIAL)
+    writer = f".{os.getpid()}-{threading.get_ident()}" if shared else ""
+    partial = target.with_name(target.name + writer + PARTIAL)
     with open(partial, "wb") as f:
         write(f)
         f.flush()
@@ -230,6 +250,9 @@ class ParquetSink:
         _atomic_write(table_path, lambda f: self.pq.write_table(table, f))
         for part in parts:
             part.unlink()
+        # Part names are unique, so a part whose write was killed is never overwritten: drop it.
+        for stale in self.parts.glob("*" + PARTIAL):
+            stale.unlink()
         with contextlib.suppress(OSError):
             self.parts.rmdir()
         return table_path
@@ -339,7 +362,7 @@ def _check_settings(output_dir: Path, settings: dict) -> None:
                 "choose another output folder or delete that one"
             )
     else:
-        _atomic_write(path, lambda f: f.write(json.dumps(settings, indent=2).encode()))
+        _atomic_write(path, lambda f: f.write(json.dumps(settings, indent=2).encode()), shared=True)
 
 
 def _write_failures(output_dir: Path, failures: list[tuple[str, str]], suffix: str = "") -> None:
@@ -347,8 +370,11 @@ def _write_failures(output_dir: Path, failures: list[tuple[str, str]], suffix: s
     if not failures:
         target.unlink(missing_ok=True)
         return
-    clean = lambda s: " ".join(str(s).split())  # noqa: E731 - one reason per line, no tabs
-    text = "".join(f"{clean(p)}\t{clean(r)}\n" for p, r in failures)
+    # One failure per line, two tab-separated fields. A path keeps its spaces (music files often have
+    # runs of them) and loses only tabs and line breaks; a reason is folded onto one line.
+    path_text = lambda s: str(s).translate({9: " ", 10: " ", 13: " "})  # noqa: E731
+    reason_text = lambda s: " ".join(str(s).split())  # noqa: E731
+    text = "".join(f"{path_text(p)}\t{reason_text(r)}\n" for p, r in failures)
     _atomic_write(target, lambda f: f.write(text.encode()))
 
 

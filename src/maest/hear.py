@@ -32,7 +32,9 @@ class HearModel(nn.Module):
         super().__init__()
         config = model.config
         self.model = model.eval()
-        self.frontend = frontend.MelFrontend(mean=config.norm_mean, std=config.norm_std)
+        # On the model's device: column_embeddings moves the audio there before the mel.
+        device = next(model.parameters()).device
+        self.frontend = frontend.MelFrontend(mean=config.norm_mean, std=config.norm_std).to(device)
         self.blocks = min(7, config.depth) if blocks is None else int(blocks)
         if not 1 <= self.blocks <= config.depth:
             raise ValueError(f"blocks must be in 1..{config.depth}, got {self.blocks}")
@@ -58,7 +60,7 @@ class HearModel(nn.Module):
         min_samples = frontend.samples_for_frames(config.patch_size)
         if audio.shape[1] < min_samples:  # shorter than one patch: pad with silence
             audio = nn.functional.pad(audio, (0, min_samples - audio.shape[1]))
-        mel = self.frontend(audio)
+        mel = self.frontend.to(device)(audio)  # no-op unless only the inner model was moved
         frames = mel.shape[-1]
         per_window = self.columns(config.segment_frames)
         total = self.columns(frames)

@@ -27,7 +27,7 @@ from maest import frontend, streaming
 from maest.configs import MaestConfig, discogs_labels
 from maest.effnet import EffNet
 from maest.model import TOKEN_NAMES, Maest, pool_tokens
-from maest.segments import Segments, gather_segments, segment_starts
+from maest.segments import CROPS, Segments, gather_segments, hop_frames, segment_starts
 
 Mode = Literal["embed", "tag"]
 
@@ -56,6 +56,10 @@ class EmbedOptions:
             raise ValueError(f"tokens must be a non-empty selection of {TOKEN_NAMES}, got {tokens}")
         if self.patchout_time < 1:
             raise ValueError(f"patchout_time must be >= 1, got {self.patchout_time}")
+        # Checked here, before any decoding or output folder is touched, not at the first track.
+        hop_frames(1, self.overlap)
+        if self.crop not in CROPS:
+            raise ValueError(f"crop must be one of {CROPS}, got {self.crop!r}")
 
 
 @dataclass
@@ -230,7 +234,11 @@ class MaestPipeline:
             )
         if waveform.size == 0:
             raise InputAudioError("the waveform holds no samples")
+        if not np.all(np.isfinite(waveform)):
+            raise InputAudioError("the waveform contains NaN or infinity")
         waveform = audio_io.resample(waveform, sample_rate, frontend.SAMPLE_RATE)
+        if waveform.size == 0:  # e.g. one sample at 44.1 kHz
+            raise InputAudioError(f"the waveform is shorter than one sample at {frontend.SAMPLE_RATE} Hz")
         blocks = streaming.waveform_blocks(waveform, self.chunk_seconds)
         mel, _ = streaming.track_mel(blocks, self.frontend, patch, expected_samples=len(waveform))
         return mel, len(waveform) / frontend.SAMPLE_RATE

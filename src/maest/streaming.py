@@ -33,14 +33,18 @@ def stream_audio(
     """Consecutive 16 kHz mono blocks of ``chunk_seconds`` (the last shorter) of a whole file."""
     if chunk_seconds < 1 or int(chunk_seconds) != chunk_seconds:
         raise ValueError(f"chunk_seconds must be a whole number >= 1, got {chunk_seconds}")
+    if margin_seconds < 0 or int(margin_seconds) != margin_seconds:
+        raise ValueError(f"margin_seconds must be a whole number >= 0, got {margin_seconds}")
     chunk, margin = int(chunk_seconds), int(margin_seconds)
+    # Audio past the block tells whether the file goes on: at least one second, even without margin.
+    lookahead = max(margin, 1)
     block = chunk * SAMPLE_RATE
     start = 0  # seconds
     while True:
         window_start = max(0, start - margin)
         skip = (start - window_start) * SAMPLE_RATE
-        samples = audio.load(path, SAMPLE_RATE, offset=window_start or None, duration=chunk + start - window_start + margin)
-        if len(samples) >= skip + block + margin * SAMPLE_RATE:
+        samples = audio.load(path, SAMPLE_RATE, offset=window_start or None, duration=chunk + start - window_start + lookahead)
+        if len(samples) >= skip + block + lookahead * SAMPLE_RATE:
             yield samples[skip : skip + block]
             start += chunk
             continue

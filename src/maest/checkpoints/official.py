@@ -18,6 +18,7 @@ from maest.configs import SEGMENT_FRAMES, TRAIN_PATCHOUT_TIME, MaestConfig, disc
 from maest.model import Maest
 
 TRAINING_NETWORK_KEY = "maest_network"  # written by maest.train.module.MaestTraining
+SWA_SNAPSHOTS_KEY = "swa_snapshots"  # maest train's count of snapshots averaged into net_swa
 ANCHOR = "cls_token"  # every network copy has exactly one; its prefix names the copy
 HEAD_DIM = 64  # ViT convention; heads cannot be read from shapes
 KNOWN_MELS = {9: 96, 12: 128}  # frequency rows -> mel bands (MAEST, PaSST)
@@ -28,6 +29,7 @@ def select_network(state: dict[str, torch.Tensor], swa: bool = True) -> dict[str
 
     Keys outside the chosen copy (e.g. a frontend's buffers in a Lightning module) are dropped.
     """
+    swa = swa and not _no_average_yet(state)
     prefixes = sorted(k[: -len(ANCHOR)] for k in state if k == ANCHOR or k.endswith("." + ANCHOR))
     if not prefixes:
         raise CheckpointError(f"no '{ANCHOR}' key: not a MAEST/PaSST/DeiT state dict (keys: {sorted(state)[:5]} ...)")
@@ -39,6 +41,12 @@ def select_network(state: dict[str, torch.Tensor], swa: bool = True) -> dict[str
         raise CheckpointError(f"expected one {kind} network copy, found prefixes {pool or prefixes}")
     prefix = pool[0]
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _no_average_yet(state: dict[str, torch.Tensor]) -> bool:
+    """``maest train`` keeps an SWA copy from the start; until its first snapshot it holds the initial weights."""
+    snapshots = state.get(SWA_SNAPSHOTS_KEY)
+    return snapshots is not None and int(snapshots) == 0
 
 
 def infer_config(state: dict[str, torch.Tensor], heads: int | None = None) -> MaestConfig:
@@ -82,9 +90,7 @@ def load_official(
     data = read_file(path, map_location)
     network = data.get(TRAINING_NETWORK_KEY)
     state = data["state_dict"] if isinstance(data.get("state_dict"), dict) else data
-    snapshots = state.get("swa_snapshots")
-    if isinstance(network, dict) and snapshots is not None and int(snapshots) == 0:
-        swa = False  # maest train keeps an SWA copy from the start, but it holds no average yet
+    swa = swa and not _no_average_yet(state)
     if isinstance(network, dict) and network.get("type") == "effnet":
         from maest.effnet import EffNet, EffNetConfig
 

@@ -3,9 +3,9 @@
 The dumps (``releases.xml.gz``, ``masters.xml.gz``, tens of GB uncompressed) are streamed with
 ``iterparse`` and each record is cleared once read. Labels are "Genre---Style" and are built per
 master: a track gets the styles of every release of its master (a release without a master is its
-own group). Then tracks under 20 s are dropped (when durations are given), masters with more than
-five styles are dropped, the top-N styles over the pool of tracks are kept, tracks with none of
-them are dropped, and the rest is split artist-disjointly (``groundtruth.split_tracks``).
+own group). Then tracks not longer than 20 s are dropped (when durations are given), masters with
+more than five styles are dropped, the top-N styles over the pool of tracks are kept, tracks with
+none of them are dropped, and the rest is split artist-disjointly (``groundtruth.split_tracks``).
 
 Pairing styles with genres: a release lists genres and styles separately. A style is paired with
 each of the release's genres G for which "G---style" is a known label (the shipped 400/519 lists);
@@ -102,6 +102,7 @@ def iter_records(path: str | os.PathLike, tag: str, problems: Problems, progress
     stream, raw, bar = _open_dump(Path(path), progress, f"reading {Path(path).name}")
     depth = 0
     root = None
+    found = False
     try:
         for event, element in ET.iterparse(stream, events=("start", "end")):
             if event == "start":
@@ -113,11 +114,19 @@ def iter_records(path: str | os.PathLike, tag: str, problems: Problems, progress
             if depth != 1:
                 continue
             if element.tag == tag:
+                found = True
                 record = _parse_record(element, tag, problems)
                 if record is not None:
                     yield record
+            elif not found:
+                # e.g. the releases dump given as the masters dump, where every master would silently
+                # be unknown: fail at the first record, not after hours of parsing.
+                break
             element.clear()
             root.clear()  # drop the parent's references to finished records: constant memory
+        if not found:
+            raise DiscogsError(f"{path} holds no <{tag}> records (root <{getattr(root, 'tag', None)}>): "
+                               f"is it the {tag}s dump?")
     except ET.ParseError as error:
         raise DiscogsError(f"{path}: not a well-formed XML dump ({error}); is the download complete?") from None
     except (OSError, EOFError) as error:
@@ -165,7 +174,11 @@ def pair_styles(genres: Iterable[str], styles: Iterable[str], known: frozenset[s
 
 
 def read_mapping(path: str | os.PathLike, problems: Problems) -> list[MappedTrack]:
-    """The user's ``track path, release id[, duration seconds]`` CSV/TSV (an optional header is skipped)."""
+    """The user's ``track path, release id[, duration seconds]`` CSV/TSV (an optional header is skipped).
+
+    A path listed again (the same file on an album and a compilation) keeps its first release: one
+    audio file is one track, never two tracks that could land in different splits.
+    """
     path = Path(path)
     if not path.is_file():
         raise DiscogsError(f"track->release mapping {path} not found")
@@ -174,6 +187,7 @@ def read_mapping(path: str | os.PathLike, problems: Problems) -> list[MappedTrac
         f.seek(0)
         delimiter = "\t" if "\t" in first or path.suffix.lower() == ".tsv" else ","
         tracks = []
+        seen: set[str] = set()
         for number, row in enumerate(csv.reader(f, delimiter=delimiter), 1):
             if not row or not any(cell.strip() for cell in row):
                 continue
@@ -193,6 +207,10 @@ def read_mapping(path: str | os.PathLike, problems: Problems) -> list[MappedTrac
                 except ValueError:
                     problems.add("mapping row with a malformed duration")
                     continue
+            if row[0].strip() in seen:
+                problems.add("mapping row repeating a track path (first release kept)")
+                continue
+            seen.add(row[0].strip())
             tracks.append(MappedTrack(row[0].strip(), release_id, duration))
     if not tracks:
         raise DiscogsError(f"{path}: no usable 'path,release_id[,duration]' rows")
@@ -239,8 +257,8 @@ def discogs_tracks(
         if item.release_id not in releases:
             problems.add("mapped release not in the releases dump")
             continue
-        if item.duration is not None and item.duration < min_duration:
-            problems.add(f"track shorter than {min_duration:g} s")
+        if item.duration is not None and item.duration <= min_duration:  # keep tracks LONGER than it
+            problems.add(f"track not longer than {min_duration:g} s")
             continue
         artists, master, own = releases[item.release_id]
         styles = master_styles[master] if master is not None else own

@@ -288,6 +288,11 @@ class MelStore:
     def __len__(self) -> int:
         return len(self.keys)
 
+    def __getstate__(self) -> dict:
+        # A pickled store (DataLoader workers under spawn) maps its shards again lazily: a memmap
+        # would pickle as a full in-memory copy of its shard.
+        return {**self.__dict__, "_maps": {}}
+
     @property
     def stats(self) -> dict | None:
         """``{"mean", "std", "tracks", "values"}`` of the raw mels of the split they were computed on, or None."""

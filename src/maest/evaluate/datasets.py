@@ -8,6 +8,8 @@ and track ids. Label columns are always mapped by name, never by position.
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import os
 import warnings
 from collections.abc import Sequence
@@ -81,6 +83,15 @@ class Dataset:
 
     def counts(self) -> dict[str, int]:
         return {name: len(split) for name, split in self.splits.items()}
+
+    def fingerprint(self) -> str:
+        """A digest of the labels and every split's paths and targets (keys resumable results)."""
+        digest = hashlib.blake2b(digest_size=8)
+        digest.update(json.dumps([self.name, self.labels]).encode())
+        for name, split in self.splits.items():
+            digest.update(json.dumps([name, split.paths]).encode())
+            digest.update(np.ascontiguousarray(split.targets, dtype=np.uint8).tobytes())
+        return digest.hexdigest()
 
     def all_paths(self) -> list[str]:
         """Every distinct audio path, in split order (a track may appear in only one split)."""
@@ -374,7 +385,8 @@ def load_msd(
     return Dataset("msd", labels, splits, "usual split (filtered_list_*.cP), 7digital paths" if to_path else "usual split, MSD ids as paths")
 
 
-CALS_TAG_FILES = ("tags.npy", "tags.txt", "50tagList.txt")
+# Not 50tagList.txt: that names the usual split's vocabulary, which CALS does not share.
+CALS_TAG_FILES = ("tags.npy", "tags.txt")
 
 
 def load_msd_cals(split_dir: str | os.PathLike, labels: Sequence[str] | None = None) -> Dataset:

@@ -24,7 +24,7 @@ import numpy as np
 from maest.evaluate.datasets import Dataset, MissingAudioError, check_audio, drop_paths, load_dataset
 from maest.evaluate.features import FeatureSet, extract_features, parse_tokens, token_letters
 from maest.evaluate.metrics import markdown_table
-from maest.evaluate.probe import ProbeConfig, ProbeData, get_protocol, read_jsonl, train_probe
+from maest.evaluate.probe import ProbeConfig, ProbeData, append_jsonl, get_protocol, read_jsonl, train_probe
 
 DEFAULT_BLOCKS = tuple(range(5, 13))
 DEFAULT_TOKEN_STACKS = ("c", "d", "a", "cd", "ca", "da", "cda")
@@ -68,13 +68,6 @@ def _read_jsonl(path: Path) -> dict[str, dict]:
     return {record["key"]: record for record in read_jsonl(path)}  # crash-truncated lines rerun
 
 
-def _append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
 _TASK_STATE: dict[str, Any] = {}
 
 
@@ -103,7 +96,7 @@ def run_tasks(
 
     def record(key: str, result: dict) -> None:
         result = {"key": key, **result}
-        _append_jsonl(jsonl, result)
+        append_jsonl(jsonl, result)
         done[key] = result
         bar.update()
 
@@ -211,7 +204,8 @@ def blocks_experiment(
     import dataclasses
 
     config = dataclasses.asdict(dataclasses.replace(get_protocol(protocol).config, **dict(probe_overrides or {})))
-    tasks = {f"{tag}|b{b}|{token_letters(s)}|{json.dumps(config, sort_keys=True)}|{seed}": (b, s, config, seed)
+    data_key = dataset.fingerprint()  # an output folder reused with other split data reruns its probes
+    tasks = {f"{tag}|{data_key}|b{b}|{token_letters(s)}|{json.dumps(config, sort_keys=True)}|{seed}": (b, s, config, seed)
              for b in blocks for s in stacks}
     state = {"features": features, "splits": _split_state(dataset), "labels": dataset.labels}
     output.mkdir(parents=True, exist_ok=True)
@@ -240,10 +234,14 @@ def blocks_experiment(
 
 # -- Figure 3: throughput vs mAP under inference patchout ------------------------------------------
 def freq_rows_to_drop(rows: int, count: int) -> tuple[int, ...]:
-    """``count`` frequency rows spread evenly over ``rows`` (9 rows: 3 -> 1,4,7; 4 -> 1,3,5,7)."""
+    """The paper's frequency patchout: the first ``count // 2`` and the last ``count - count // 2`` rows.
+
+    With 9 rows: 3 -> 0, 7, 8 (the first and the last two); 4 -> 0, 1, 7, 8 (the first two and the last two).
+    """
     if not 0 <= count < rows:
         raise ExperimentError(f"cannot drop {count} of {rows} frequency rows")
-    return tuple(int((i + 0.5) * rows / count) for i in range(count)) if count else ()
+    first = count // 2
+    return tuple(range(first)) + tuple(range(rows - (count - first), rows))
 
 
 def measure_throughput(pipeline, block: int, settings: Sequence[tuple[int, Sequence[int]]], batch_size: int = 8,
@@ -307,7 +305,7 @@ def patchout_experiment(
     """Throughput and probe scores per inference-patchout setting; writes ``patchout.{csv,md,png}``.
 
     Settings: every ``T`` of ``time_patchout`` (keep every T-th time column) without frequency
-    patchout, and every count of ``freq_patchout`` rows dropped (evenly spread) at T=1; ``cross``
+    patchout, and every count of ``freq_patchout`` rows dropped (see :func:`freq_rows_to_drop`) at T=1; ``cross``
     runs every (T, rows) pair instead.
     """
     import dataclasses
@@ -340,7 +338,8 @@ def patchout_experiment(
     dataset = _usable(dataset, failures)
     config = dataclasses.asdict(dataclasses.replace(get_protocol(protocol).config, **dict(probe_overrides or {})))
     directories = {s: str(output / "features" / f"{tag}-b{block}-t{s[0]}-f{s[1]}-o{overlap}") for s in settings}
-    tasks = {f"{tag}|b{block}|{token_letters(stack)}|t{t}|f{f}|{json.dumps(config, sort_keys=True)}|{seed}":
+    data_key = dataset.fingerprint()  # an output folder reused with other split data reruns its probes
+    tasks = {f"{tag}|{data_key}|b{block}|{token_letters(stack)}|t{t}|f{f}|{json.dumps(config, sort_keys=True)}|{seed}":
              (block, stack, config, seed, directories[(t, f)]) for t, f in settings}
     state = {"feature_sets": feature_sets, "splits": _split_state(dataset), "labels": dataset.labels}
     output.mkdir(parents=True, exist_ok=True)
@@ -375,6 +374,16 @@ def patchout_experiment(
 
 
 # -- checkpoint comparison ---------------------------------------------------------------------------
+def _distinct_tags(models: Sequence[Any], model_tag: Callable[[Any], str]) -> list[str]:
+    """One folder-safe name per model; same-named checkpoints (``run-a/model-last``, ``run-b/model-last``)
+    are told apart by their parent folder, then by position."""
+    names = [model_tag(m) for m in models]
+    tags = [model_tag(f"{Path(m).resolve().parent.name}_{name}")
+            if names.count(name) > 1 and isinstance(m, (str, os.PathLike)) else name
+            for m, name in zip(models, names)]
+    return [f"{tag}_{i + 1}" if tags.count(tag) > 1 else tag for i, tag in enumerate(tags)]
+
+
 def compare_experiment(
     dataset: str | Dataset,
     metadata: str | os.PathLike | None,
@@ -394,9 +403,9 @@ def compare_experiment(
     if isinstance(dataset, str):
         dataset = load_dataset(dataset, metadata, **dict(eval_options.pop("dataset_options", None) or {}))
     rows = []
-    for model in models:
-        result = run_eval(dataset, None, audio_root, model, output / model_tag(model), **eval_options)
-        rows.append(result.row())
+    for model, tag in zip(models, _distinct_tags(models, model_tag)):
+        result = run_eval(dataset, None, audio_root, model, output / tag, **eval_options)
+        rows.append({**result.row(), "model": tag})
     columns = ["model", "dataset", "protocol", "blocks", "tokens", "ROC-AUC", "mAP", "ROC-AUC micro", "mAP micro"]
     write_csv(output / "compare.csv", rows, columns)
     _atomic_bytes(output / "compare.md", markdown_table(rows, columns).encode())

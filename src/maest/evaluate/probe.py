@@ -9,6 +9,7 @@ epoch with the best validation macro ROC-AUC are kept and scored on test. Two na
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -108,6 +109,19 @@ class ProbeData:
         for name, x, y in pairs:
             if x.shape[0] != y.shape[0] or x.shape[0] == 0:
                 raise ProbeError(f"{name}: {x.shape[0]} embeddings for {y.shape[0]} target rows (must be equal, > 0)")
+
+    def fingerprint(self) -> str:
+        """A digest of every split's embeddings and targets: results are resumed only for equal data."""
+        digest = hashlib.blake2b(digest_size=16)
+        for array in (self.x_train, self.y_train, self.x_valid, self.y_valid, self.x_test, self.y_test):
+            if array is None:
+                digest.update(b"none")
+                continue
+            array = np.ascontiguousarray(array)
+            digest.update(f"{array.dtype.str}{array.shape}".encode())
+            digest.update(memoryview(array).cast("B"))
+        digest.update(json.dumps(self.labels).encode())
+        return digest.hexdigest()
 
     def standardised(self) -> "ProbeData":
         """Copy with every split standardised by the training split's per-dimension mean and std."""
@@ -278,11 +292,16 @@ def read_jsonl(path: Path) -> list[dict]:
     return records
 
 
-def _read_done(path: Path) -> dict[str, dict]:
-    return {ProbeConfig(**record["config"]).key(): record for record in read_jsonl(path)}
+def _read_done(path: Path, data_key: str) -> dict[str, dict]:
+    """Finished configs of ``path`` trained on the data whose fingerprint is ``data_key``.
+
+    Records of other data (the folder reused for another dataset, a changed split) are ignored.
+    """
+    return {ProbeConfig(**record["config"]).key(): record for record in read_jsonl(path) if record.get("data") == data_key}
 
 
-def _append(path: Path, record: dict) -> None:
+def append_jsonl(path: Path, record: dict) -> None:
+    """Append one record as a line and make it durable (a crash loses at most the line being written)."""
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
         f.flush()
@@ -316,8 +335,8 @@ def grid_search(
     On CPU configs run in ``workers`` processes with one thread each; on another ``device``
     (e.g. "cuda") they run one after the other in this process.
 
-    Each finished config is appended to ``output_dir/results.jsonl``; a rerun skips configs found
-    there, so an interrupted search resumes. Test scores are recorded but never used to choose.
+    Each finished config is appended to ``output_dir/results.jsonl`` with a fingerprint of ``data``;
+    a rerun on the same data skips configs found there, so an interrupted search resumes. Test scores are recorded but never used to choose.
     """
     from tqdm.auto import tqdm
 
@@ -325,7 +344,8 @@ def grid_search(
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     path = output / "results.jsonl"
-    done = _read_done(path)
+    data_key = data.fingerprint()
+    done = _read_done(path, data_key)
     todo = [c for c in configs if c.key() not in done]
     data = data.standardised()
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
@@ -335,8 +355,8 @@ def grid_search(
         _init_worker(data, device, threads=None)  # in this process: keep its threads
         try:
             for config in todo:
-                record = _run_config(config, seed)
-                _append(path, record)
+                record = {**_run_config(config, seed), "data": data_key}
+                append_jsonl(path, record)
                 done[config.key()] = record
                 bar.update()
         finally:
@@ -345,8 +365,8 @@ def grid_search(
         with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(data, device)) as pool:
             futures = {pool.submit(_run_config, c, seed): c for c in todo}
             for future in as_completed(futures):
-                record = future.result()
-                _append(path, record)
+                record = {**future.result(), "data": data_key}
+                append_jsonl(path, record)
                 done[futures[future].key()] = record
                 bar.update()
     bar.close()

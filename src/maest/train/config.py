@@ -208,10 +208,20 @@ def _check(config: TrainConfig) -> None:
             raise ConfigError(f"{key} must be > 0, got {value}")
     if not 0 <= optim.final_lr <= optim.lr:
         raise ConfigError(f"optim.final_lr must be in [0, optim.lr = {optim.lr}], got {optim.final_lr}")
-    if config.augment.mixup_alpha < 0:
-        raise ConfigError("augment.mixup_alpha must be >= 0 (0 disables mixup)")
-    if config.data.num_workers < 0:
-        raise ConfigError("data.num_workers must be >= 0")
+    aug = config.augment
+    non_negative = {
+        "optim.warmup_epochs": optim.warmup_epochs, "optim.decay_start_epoch": optim.decay_start_epoch,
+        "optim.decay_epochs": optim.decay_epochs, "optim.weight_decay": optim.weight_decay,
+        "augment.mixup_alpha": aug.mixup_alpha, "augment.time_masks": aug.time_masks,
+        "augment.time_mask_frames": aug.time_mask_frames, "augment.freq_masks": aug.freq_masks,
+        "augment.freq_mask_bands": aug.freq_mask_bands, "swa.start_epoch": config.swa.start_epoch,
+        "data.num_workers": config.data.num_workers,
+    }
+    for key, value in non_negative.items():
+        if value < 0:
+            raise ConfigError(f"{key} must be >= 0, got {value}" + (" (0 disables mixup)" if "mixup" in key else ""))
+    if config.data.val_batch_size is not None and config.data.val_batch_size <= 0:
+        raise ConfigError(f"data.val_batch_size must be > 0 (or null: trainer.batch_size), got {config.data.val_batch_size}")
 
 
 def _one_of(key: str, value: str, choices: tuple[str, ...]) -> None:
