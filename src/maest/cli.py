@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
 
 app = typer.Typer(
@@ -20,11 +23,27 @@ def _root() -> None:
 
 # Commands are grouped by concern below; each calls one library function.
 
+_EVAL_DATASETS = "mtg-jamendo-genre, mtg-jamendo-instrument, mtg-jamendo-moodtheme, mtg-jamendo-top50tags, mtt, msd, msd-cals"
+_EVAL_METADATA = ("Split files: MTG-Jamendo's data/splits (or split-0/) folder; MTT folder of train/validation/test.tsv + tags.txt, "
+                  "annotations_final.csv, or folder with binary.npy + tags.npy + split arrays; MSD folder of *.cP pickles + "
+                  "50tagList.txt + 7digital maps; MSD-CALS folder of {train,valid,test}_ids.npy + _binaries.npy.")
+
+
+# Options shared by several commands (eval, the experiments, prepare, demo-data).
+DatasetArg = Annotated[str, typer.Argument(help=f"Dataset: {_EVAL_DATASETS}.")]
+MetadataOpt = Annotated[Path, typer.Option("--metadata", help=_EVAL_METADATA)]
+AudioRootOpt = Annotated[Path, typer.Option("--audio-root", help="Folder the split files' audio paths are relative to.")]
+EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", help="Override the protocol's probe epochs.")]
+MaxLrOpt = Annotated[Optional[float], typer.Option("--max-lr", help="Override the protocol's maximum learning rate.")]
+ProbeBatchOpt = Annotated[Optional[int], typer.Option("--probe-batch", help="Override the protocol's probe batch size.")]
+DropoutOpt = Annotated[Optional[float], typer.Option("--dropout", help="Override the protocol's probe dropout.")]
+WarmupOpt = Annotated[Optional[int], typer.Option("--warmup-epochs", help="Override the probe's warm-up epochs (10; keep below --epochs).")]
+LowQualityOpt = Annotated[bool, typer.Option("--low-quality", help="MTG-Jamendo: read the .low.mp3 audio release.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of probe initialisation, shuffling and dropout.")]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
+
 
 # --- training data: labels and the mel store (maest.data) ---
-from pathlib import Path  # noqa: E402  (kept beside the commands that use it in annotations)
-
-
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     raise typer.Exit(1)
@@ -86,7 +105,7 @@ def prepare_command(
     shard_size_mb: float = typer.Option(512.0, "--shard-size-mb", help="Shard size; a killed run redoes at most one shard."),
     stats_split: Path | None = typer.Option(None, "--stats-split", help="Split whose tracks give the mean/std saved in store.json (default: the --list named train.tsv, if any; else all stored tracks)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Try files that failed in an earlier run again (e.g. after fixing them)."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    progress: ProgressOpt = True,
 ) -> None:
     """Decode audio to raw log-mel float16 shards for training; resumable, bad files go to failures.tsv."""
     from maest.data import groundtruth, store
@@ -226,17 +245,6 @@ def tag_command(
 
 
 # --- downstream evaluation and the paper's experiments (maest.evaluate) ---
-_EVAL_DATASETS = "mtg-jamendo-genre, mtg-jamendo-instrument, mtg-jamendo-moodtheme, mtg-jamendo-top50tags, mtt, msd, msd-cals"
-_EVAL_METADATA = ("Split files: MTG-Jamendo's data/splits (or split-0/) folder; MTT folder of train/validation/test.tsv + tags.txt, "
-                  "annotations_final.csv, or folder with binary.npy + tags.npy + split arrays; MSD folder of *.cP pickles + "
-                  "50tagList.txt + 7digital maps; MSD-CALS folder of {train,valid,test}_ids.npy + _binaries.npy.")
-
-
-def _eval_error(message: str) -> None:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(1)
-
-
 def _eval_ints(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
 
@@ -253,9 +261,9 @@ def _eval_dataset_options(dataset: str, low_quality: bool) -> dict:
 
 @app.command("eval")
 def eval_command(
-    dataset: str = typer.Argument(..., help=f"Dataset: {_EVAL_DATASETS}."),
-    metadata: Path = typer.Option(..., "--metadata", help=_EVAL_METADATA),
-    audio_root: Path = typer.Option(..., "--audio-root", help="Folder the split files' audio paths are relative to."),
+    dataset: DatasetArg,
+    metadata: MetadataOpt,
+    audio_root: AudioRootOpt,
     model: str = typer.Option("discogs-maest-30s-pw-129e", "--model", "-m", help="Registry name, Hugging Face id or local checkpoint path."),
     output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Results (results.md, results.json), cached embeddings and probe runs; a rerun resumes."),
     protocol: str = typer.Option("paper", "--protocol", help="'paper' (Adam, 30 epochs, cls+dist+avg) or 'original-repo' (AdamW, lr 1e-4, 60 epochs, cls token)."),
@@ -265,20 +273,20 @@ def eval_command(
     patchout_time: int = typer.Option(1, "--patchout-time", help="Inference patchout: keep one time column out of every T."),
     patchout_freq: str = typer.Option("", "--patchout-freq", help="Inference patchout: frequency rows to drop, e.g. 0,7,8 (the paper's 3-row setting; rows 0..8)."),
     overlap: float = typer.Option(0.5, "--overlap", help="Overlap of consecutive segments (the paper: 0.5)."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Override the protocol's probe epochs."),
-    max_lr: float | None = typer.Option(None, "--max-lr", help="Override the protocol's maximum learning rate."),
-    batch: int | None = typer.Option(None, "--probe-batch", help="Override the protocol's probe batch size."),
-    dropout: float | None = typer.Option(None, "--dropout", help="Override the protocol's probe dropout."),
-    warmup: int | None = typer.Option(None, "--warmup-epochs", help="Override the probe's warm-up epochs (10; keep below --epochs)."),
-    low_quality: bool = typer.Option(False, "--low-quality", help="MTG-Jamendo: read the .low.mp3 audio release."),
+    epochs: EpochsOpt = None,
+    max_lr: MaxLrOpt = None,
+    batch: ProbeBatchOpt = None,
+    dropout: DropoutOpt = None,
+    warmup: WarmupOpt = None,
+    low_quality: LowQualityOpt = False,
     allow_missing: bool = typer.Option(False, "--allow-missing", help="Evaluate without tracks whose audio is missing (counts are reported) instead of stopping."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, ... (default: cuda if available)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Segments per model call during extraction."),
     decode_workers: int = typer.Option(0, "--decode-workers", help="Processes decoding audio during extraction."),
     workers: int | None = typer.Option(None, "--workers", help="Processes training probes in parallel (default: all cores)."),
     probe_device: str = typer.Option("cpu", "--probe-device", help="Train probes on cpu (parallel processes) or cuda (one after another)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of probe initialisation, shuffling and dropout."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    seed: SeedOpt = 0,
+    progress: ProgressOpt = True,
 ) -> None:
     """Embed a dataset's tracks, train the MLP probe, report test ROC-AUC and mAP (Markdown + JSON)."""
     _require("eval", "sklearn")
@@ -297,9 +305,9 @@ def eval_command(
             probe_overrides=_eval_overrides(epochs, max_lr, batch, dropout, warmup), progress=progress,
         )
     except (MissingAudioError, DatasetFormatError) as error:
-        _eval_error(str(error))
+        _fail(str(error))
     except (OSError, ValueError, RuntimeError) as error:
-        _eval_error(f"{type(error).__name__}: {error}")
+        _fail(f"{type(error).__name__}: {error}")
     typer.echo(result.markdown())
     typer.echo(f"wrote {output_dir / 'results.md'} and {output_dir / 'results.json'}")
 
@@ -319,26 +327,26 @@ def _experiment_common(dataset: str, metadata: Path, audio_root: Path, low_quali
 
 @experiment_app.command("blocks")
 def experiment_blocks_command(
-    dataset: str = typer.Argument(..., help=f"Dataset: {_EVAL_DATASETS}."),
-    metadata: Path = typer.Option(..., "--metadata", help=_EVAL_METADATA),
-    audio_root: Path = typer.Option(..., "--audio-root", help="Folder the split files' audio paths are relative to."),
+    dataset: DatasetArg,
+    metadata: MetadataOpt,
+    audio_root: AudioRootOpt,
     model: str = typer.Option("discogs-maest-30s-pw-129e", "--model", "-m", help="Registry name, Hugging Face id or local checkpoint path."),
     output_dir: Path = typer.Option(..., "--output-dir", "-o", help="blocks.png, blocks.csv, blocks.md, cached features; a rerun resumes."),
     blocks: str = typer.Option("5-12", "--blocks", help="Blocks to sweep: a range 5-12 or a list 5,7,9 (paper: 5..12)."),
     tokens: str = typer.Option("c,d,a,cd,ca,da,cda", "--tokens", help="Token stacks to compare, comma-separated, letters c/d/a."),
     protocol: str = typer.Option("paper", "--protocol", help="Probe protocol: paper or original-repo."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Override the protocol's probe epochs."),
-    max_lr: float | None = typer.Option(None, "--max-lr", help="Override the protocol's maximum learning rate."),
-    batch: int | None = typer.Option(None, "--probe-batch", help="Override the protocol's probe batch size."),
-    dropout: float | None = typer.Option(None, "--dropout", help="Override the protocol's probe dropout."),
-    warmup: int | None = typer.Option(None, "--warmup-epochs", help="Override the probe's warm-up epochs (10; keep below --epochs)."),
-    low_quality: bool = typer.Option(False, "--low-quality", help="MTG-Jamendo: read the .low.mp3 audio release."),
+    epochs: EpochsOpt = None,
+    max_lr: MaxLrOpt = None,
+    batch: ProbeBatchOpt = None,
+    dropout: DropoutOpt = None,
+    warmup: WarmupOpt = None,
+    low_quality: LowQualityOpt = False,
     allow_missing: bool = typer.Option(False, "--allow-missing", help="Run without tracks whose audio is missing."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, ... (default: cuda if available)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Segments per model call during extraction."),
     workers: int | None = typer.Option(None, "--workers", help="Processes training probes in parallel (default: all cores)."),
-    seed: int = typer.Option(0, "--seed", help="Probe seed."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    seed: SeedOpt = 0,
+    progress: ProgressOpt = True,
 ) -> None:
     """Figure 2: probe scores per block and token stack, from one forward pass per segment."""
     from maest.evaluate.experiments import blocks_experiment
@@ -356,15 +364,15 @@ def experiment_blocks_command(
             **_experiment_common(dataset, metadata, audio_root, low_quality, epochs, max_lr, batch, dropout, warmup),
         )
     except (OSError, ValueError, RuntimeError) as error:
-        _eval_error(f"{type(error).__name__}: {error}")
+        _fail(f"{type(error).__name__}: {error}")
     typer.echo(f"{len(rows)} probes; wrote {output_dir / 'blocks.png'}, {output_dir / 'blocks.csv'}, {output_dir / 'blocks.md'}")
 
 
 @experiment_app.command("patchout")
 def experiment_patchout_command(
-    dataset: str = typer.Argument(..., help=f"Dataset: {_EVAL_DATASETS}."),
-    metadata: Path = typer.Option(..., "--metadata", help=_EVAL_METADATA),
-    audio_root: Path = typer.Option(..., "--audio-root", help="Folder the split files' audio paths are relative to."),
+    dataset: DatasetArg,
+    metadata: MetadataOpt,
+    audio_root: AudioRootOpt,
     model: str = typer.Option("discogs-maest-30s-pw-129e", "--model", "-m", help="Registry name, Hugging Face id or local checkpoint path."),
     output_dir: Path = typer.Option(..., "--output-dir", "-o", help="patchout.png, patchout.csv, patchout.md, cached features; a rerun resumes."),
     time_patchout: str = typer.Option("1,2,3,5,10", "--time", help="Values of T (keep one time column out of every T)."),
@@ -373,18 +381,18 @@ def experiment_patchout_command(
     block: int = typer.Option(7, "--block", help="Embedding block."),
     tokens: str = typer.Option("cda", "--tokens", help="Token stack, letters c/d/a."),
     protocol: str = typer.Option("paper", "--protocol", help="Probe protocol: paper or original-repo."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Override the protocol's probe epochs."),
-    max_lr: float | None = typer.Option(None, "--max-lr", help="Override the protocol's maximum learning rate."),
-    batch: int | None = typer.Option(None, "--probe-batch", help="Override the protocol's probe batch size."),
-    dropout: float | None = typer.Option(None, "--dropout", help="Override the protocol's probe dropout."),
-    warmup: int | None = typer.Option(None, "--warmup-epochs", help="Override the probe's warm-up epochs (10; keep below --epochs)."),
-    low_quality: bool = typer.Option(False, "--low-quality", help="MTG-Jamendo: read the .low.mp3 audio release."),
+    epochs: EpochsOpt = None,
+    max_lr: MaxLrOpt = None,
+    batch: ProbeBatchOpt = None,
+    dropout: DropoutOpt = None,
+    warmup: WarmupOpt = None,
+    low_quality: LowQualityOpt = False,
     allow_missing: bool = typer.Option(False, "--allow-missing", help="Run without tracks whose audio is missing."),
     device: str | None = typer.Option(None, "--device", help="Device; throughput is measured on it (default: cuda if available)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Segments per model call (extraction and throughput)."),
     workers: int | None = typer.Option(None, "--workers", help="Processes training probes in parallel (default: all cores)."),
-    seed: int = typer.Option(0, "--seed", help="Probe seed."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    seed: SeedOpt = 0,
+    progress: ProgressOpt = True,
 ) -> None:
     """Figure 3: throughput (segments/s) vs mAP under inference time and frequency patchout."""
     from maest.evaluate.experiments import patchout_experiment
@@ -397,32 +405,32 @@ def experiment_patchout_command(
             progress=progress, **_experiment_common(dataset, metadata, audio_root, low_quality, epochs, max_lr, batch, dropout, warmup),
         )
     except (OSError, ValueError, RuntimeError) as error:
-        _eval_error(f"{type(error).__name__}: {error}")
+        _fail(f"{type(error).__name__}: {error}")
     typer.echo(f"{len(rows)} settings; wrote {output_dir / 'patchout.png'}, {output_dir / 'patchout.csv'}, {output_dir / 'patchout.md'}")
 
 
 @experiment_app.command("compare")
 def experiment_compare_command(
-    dataset: str = typer.Argument(..., help=f"Dataset: {_EVAL_DATASETS}."),
+    dataset: DatasetArg,
+    metadata: MetadataOpt,
+    audio_root: AudioRootOpt,
     models: list[str] = typer.Option(..., "--model", "-m", help="A checkpoint to compare (repeat the option for each)."),
-    metadata: Path = typer.Option(..., "--metadata", help=_EVAL_METADATA),
-    audio_root: Path = typer.Option(..., "--audio-root", help="Folder the split files' audio paths are relative to."),
     output_dir: Path = typer.Option(..., "--output-dir", "-o", help="compare.png, compare.csv, compare.md, one eval folder per model."),
     protocol: str = typer.Option("paper", "--protocol", help="Probe protocol: paper or original-repo."),
     blocks: int | None = typer.Option(None, "--blocks", help="Embedding block (default: the protocol's, 7)."),
     tokens: str | None = typer.Option(None, "--tokens", help="Token stack, letters c/d/a (default: the protocol's)."),
-    epochs: int | None = typer.Option(None, "--epochs", help="Override the protocol's probe epochs."),
-    max_lr: float | None = typer.Option(None, "--max-lr", help="Override the protocol's maximum learning rate."),
-    batch: int | None = typer.Option(None, "--probe-batch", help="Override the protocol's probe batch size."),
-    dropout: float | None = typer.Option(None, "--dropout", help="Override the protocol's probe dropout."),
-    warmup: int | None = typer.Option(None, "--warmup-epochs", help="Override the probe's warm-up epochs (10; keep below --epochs)."),
-    low_quality: bool = typer.Option(False, "--low-quality", help="MTG-Jamendo: read the .low.mp3 audio release."),
+    epochs: EpochsOpt = None,
+    max_lr: MaxLrOpt = None,
+    batch: ProbeBatchOpt = None,
+    dropout: DropoutOpt = None,
+    warmup: WarmupOpt = None,
+    low_quality: LowQualityOpt = False,
     allow_missing: bool = typer.Option(False, "--allow-missing", help="Run without tracks whose audio is missing."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, ... (default: cuda if available)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Segments per model call during extraction."),
     workers: int | None = typer.Option(None, "--workers", help="Processes training probes in parallel."),
-    seed: int = typer.Option(0, "--seed", help="Probe seed."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    seed: SeedOpt = 0,
+    progress: ProgressOpt = True,
 ) -> None:
     """A table (and bar chart) of several checkpoints evaluated with the same protocol."""
     from maest.evaluate.experiments import compare_experiment
@@ -437,7 +445,7 @@ def experiment_compare_command(
             probe_overrides=_eval_overrides(epochs, max_lr, batch, dropout, warmup),
         )
     except (OSError, ValueError, RuntimeError) as error:
-        _eval_error(f"{type(error).__name__}: {error}")
+        _fail(f"{type(error).__name__}: {error}")
     typer.echo((output_dir / "compare.md").read_text())
     typer.echo(f"{len(rows)} models; wrote {output_dir / 'compare.png'}, {output_dir / 'compare.csv'}")
 
@@ -485,7 +493,7 @@ def demo_data_command(
     seconds: float = typer.Option(6.0, "--seconds", help="Length of each track."),
     classes: int = typer.Option(6, "--classes", help="Number of labels (tones), 2 to 12."),
     seed: int = typer.Option(0, "--seed", help="Seed of the audio and the split."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    progress: ProgressOpt = True,
 ) -> None:
     """Write a small synthetic dataset with learnable labels, ready for `maest train --config configs/tiny.yaml`."""
     from maest.train.demo import DemoDataError, make_demo_data
