@@ -221,6 +221,21 @@ def test_tag_command_formats(collection, checkpoint, pipeline):
     assert table.exit_code == 0 and any(label in table.output for label in LABELS)
 
 
+def test_tags_come_in_input_order_although_tracks_finish_out_of_order(audio_dir, pipeline):
+    # The 0.5 s clip is a batch of its own length that only runs when the queue is flushed at the
+    # end, so the tracks after it finish first.
+    clips = ["menu_0.5s_44k_stereo.wav", "empty.wav", "techbattle_30s_44k_stereo.ogg", "ambience_12s_16k_mono.wav"]
+    paths = [audio_dir / name for name in clips]
+    results = list(extraction.tag_files(paths, pipeline, batch_size=2))
+    assert [Path(path).name for path, _, _ in results] == clips
+    assert results[1][1] is None and "empty" in results[1][2]
+    for path, probabilities, _ in results[2:]:
+        np.testing.assert_allclose(probabilities, pipeline.predict(path), atol=1e-5)
+    finished = [Path(item.path).name for item, _, _ in extraction.process(
+        pipeline, extraction.find_audio(paths)[0], "tag", extraction.EmbedOptions(blocks=None), batch_size=2)]
+    assert finished != clips  # the reordering above is real work, not the natural order
+
+
 def test_shards_split_the_files_and_together_cover_them(collection, tmp_path, checkpoint):
     out = tmp_path / "out"
     for index in range(2):

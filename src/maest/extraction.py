@@ -483,11 +483,21 @@ def tag_files(
     device: str | None = None,
     workers: int = 0,
 ) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
-    """``(path, probabilities, None)`` or ``(path, None, reason)`` per file, batching across files."""
+    """``(path, probabilities, None)`` or ``(path, None, reason)`` per file, in input order.
+
+    Segments are batched across files, so tracks finish out of order; each is held back only until
+    the tracks before it are done.
+    """
     items, missing = find_audio(inputs, extensions)
     for path, reason in missing:
         yield path, None, reason
     pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size)
     options = EmbedOptions(blocks=None, overlap=overlap, crop=crop)
+    position = {id(item): index for index, item in enumerate(items)}
+    finished: dict[int, tuple[str, np.ndarray | None, str | None]] = {}
+    next_index = 0
     for item, result, reason in process(pipeline, items, "tag", options, batch_size, workers):
-        yield str(item.path), (result.track if result is not None else None), reason
+        finished[position[id(item)]] = (str(item.path), result.track if result is not None else None, reason)
+        while next_index in finished:
+            yield finished.pop(next_index)
+            next_index += 1
