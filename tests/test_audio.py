@@ -172,3 +172,18 @@ def test_file_shorter_than_one_output_sample_is_a_decode_error(tmp_path):
     with pytest.raises(AudioDecodeError, match="shorter than one sample"):
         audio.load(path)
     assert len(audio.load(path, sample_rate=44100)) == 1
+
+
+def test_ogg_with_bytes_appended_after_its_last_page_still_decodes(audio_dir, tmp_path):
+    tagged = tmp_path / "tagged.ogg"
+    tagged.write_bytes((audio_dir / "techbattle_30s_44k_stereo.ogg").read_bytes() + b"TAG" + b"\0" * 125)  # ID3v1
+    np.testing.assert_array_equal(audio.load(tagged), audio.load(audio_dir / "techbattle_30s_44k_stereo.ogg"))
+
+
+def test_ogg_cut_exactly_at_a_page_boundary_is_truncated(audio_dir, tmp_path):
+    data = (audio_dir / "techbattle_30s_44k_stereo.ogg").read_bytes()
+    boundary = data.rfind(b"OggS", 0, len(data) // 2)  # the start of a page in the middle: the page before is complete
+    cut = tmp_path / "cut.ogg"
+    cut.write_bytes(data[:boundary])
+    with pytest.raises(AudioDecodeError, match="end-of-stream"):
+        audio.load(cut)

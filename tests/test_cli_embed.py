@@ -331,3 +331,19 @@ def test_shards_starting_together_both_claim_the_output_folder(tmp_path, pipelin
     assert errors == []
     assert json.loads((tmp_path / "maest-embed.json").read_text())["blocks"] == 2
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_long_track_names_are_written_and_unwritable_outputs_are_reported(tmp_path, audio_dir, pipeline):
+    music = tmp_path / "music"
+    music.mkdir()
+    long_wav = music / ("x" * 251 + ".wav")  # 255 bytes: its output fits, "<output>.partial" would not
+    long_au = music / ("y" * 252 + ".au")  # 255 bytes: its output "<name>.npy" would be 256
+    for path in (long_wav, long_au):
+        shutil.copy(audio_dir / "menu_0.5s_44k_stereo.wav", path)
+    out = tmp_path / "out"
+    summary = extract([music], out, pipeline, blocks=1, progress=False)
+    assert summary.succeeded == 1 and summary.failed == 1
+    np.testing.assert_allclose(np.load(out / ("x" * 251 + ".npy")), pipeline.embed(long_wav, blocks=1), atol=1e-6)
+    failures = (out / "failures.tsv").read_text()
+    assert long_au.name in failures and "cannot write its output" in failures
+    assert not list(out.rglob("*.partial"))

@@ -68,23 +68,21 @@ def _ogg_truncation(path: Path) -> str | None:
         tail_start = f.tell()
         tail = f.read()
     position = tail.rfind(b"OggS")
-    while position >= 0:
-        header = tail[position : position + 27]
-        if len(header) < 27:
-            return "file ends inside an Ogg page header (truncated download?)"
-        flags = header[5]
-        n_segments = header[26]
-        lacing = tail[position + 27 : position + 27 + n_segments]
-        if len(lacing) < n_segments:
-            return "file ends inside an Ogg page (truncated download?)"
-        page_end = tail_start + position + 27 + n_segments + sum(lacing)
-        if page_end > size:
-            return f"file ends inside an Ogg page ({page_end - size} bytes missing; truncated download?)"
-        if page_end == size:
-            return None if flags & 0x04 else "Ogg stream has no end-of-stream page (truncated download?)"
-        # Found a page that ends before the end of the file: bytes after it are not a page.
-        return "trailing bytes after the last Ogg page (truncated or corrupt)"
-    return "no Ogg page found"
+    if position < 0:
+        return "no Ogg page found"
+    header = tail[position : position + 27]
+    if len(header) < 27:
+        return "file ends inside an Ogg page header (truncated download?)"
+    flags, n_segments = header[5], header[26]
+    lacing = tail[position + 27 : position + 27 + n_segments]
+    if len(lacing) < n_segments:
+        return "file ends inside an Ogg page (truncated download?)"
+    page_end = tail_start + position + 27 + n_segments + sum(lacing)
+    if page_end > size:
+        return f"file ends inside an Ogg page ({page_end - size} bytes missing; truncated download?)"
+    if not flags & 0x04:
+        return "Ogg stream has no end-of-stream page (truncated download?)"
+    return None  # complete; bytes after the end-of-stream page (e.g. an appended tag) are ignored
 
 
 def _wav_truncation(path: Path) -> str | None:

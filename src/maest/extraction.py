@@ -8,6 +8,8 @@ batched across files (:class:`maest.inference.SegmentRunner`). Every output is w
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import os
 import threading
@@ -32,6 +34,9 @@ FAILURES_FILE = "failures.tsv"
 TABLE_FILE = "embeddings.parquet"
 PARTS_DIR = "embeddings.parts"
 PARTIAL = ".partial"
+MAX_NAME_BYTES = 255  # the file name limit of common file systems (ext4, XFS, APFS, NTFS)
+# Write errors that concern the whole output folder: stop the run rather than fail every track.
+FATAL_WRITE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT}
 
 
 class ExtractError(RuntimeError):
@@ -149,12 +154,27 @@ def _atomic_write(target: Path, write, shared: bool = False) -> None:
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     writer = f".{os.getpid()}-{threading.get_ident()}" if shared else ""
-    partial = target.with_name(target.name + writer + PARTIAL)
-    with open(partial, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, target)
+    name = target.name + writer + PARTIAL
+    if len(os.fsencode(name)) > MAX_NAME_BYTES:  # a long track name: the suffix must not overflow it
+        name = "." + hashlib.sha1(os.fsencode(target.name)).hexdigest()[:20] + writer + PARTIAL
+    partial = target.with_name(name)
+    try:
+        with open(partial, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)  # a failed or interrupted write leaves nothing behind
+        raise
+
+
+def _exists(path: Path) -> bool:
+    """Whether an output exists; a name the file system cannot hold does not (its write fails later)."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def _write_track(target: Path, fmt: Format, result: TrackResult, per_segment: bool) -> None:
@@ -435,7 +455,7 @@ def extract(
     done = sink.done_keys() if sink else None
     todo = []
     for item in items:
-        finished = item.key in done if sink else output_path(output_dir, item.key, output_format).exists()
+        finished = item.key in done if sink else _exists(output_path(output_dir, item.key, output_format))
         if finished:
             summary.skipped += 1
         else:
@@ -451,12 +471,19 @@ def extract(
                 summary.failed += 1
                 summary.failures.append((str(item.path), reason))
             else:
-                if sink:
-                    sink.add(item.key, result)
+                try:
+                    if sink:
+                        sink.add(item.key, result)
+                    else:
+                        _write_track(output_path(output_dir, item.key, output_format), output_format, result, per_segment)
+                except OSError as error:
+                    if error.errno in FATAL_WRITE_ERRORS:
+                        raise
+                    summary.failed += 1  # this track's output cannot be written (name too long, permissions)
+                    summary.failures.append((str(item.path), f"cannot write its output: {error}"))
                 else:
-                    _write_track(output_path(output_dir, item.key, output_format), output_format, result, per_segment)
-                summary.succeeded += 1
-                summary.audio_seconds += result.duration
+                    summary.succeeded += 1
+                    summary.audio_seconds += result.duration
             elapsed = time.perf_counter() - work_started
             bar.set_postfix_str(f"{summary.audio_seconds / 3600:.2f} h audio, "
                                 f"{summary.audio_seconds / max(elapsed, 1e-9):.1f} audio s/s, {summary.failed} failed")
