@@ -9,7 +9,7 @@ import soundfile as sf
 from maest import audio
 from maest.audio import AudioDecodeError
 
-from conftest import BAD_CLIPS, GOOD_CLIPS
+from conftest import GOOD_CLIPS
 
 DURATIONS = {
     "ambience_12s_16k_mono.wav": 12.0,

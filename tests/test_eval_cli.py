@@ -6,7 +6,6 @@ import json
 import shutil
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from eval_data import tiny_jamendo, tiny_model

@@ -122,13 +122,13 @@ def test_resume_after_interruption_is_complete_and_idempotent(audio_files, tmp_p
     assert 0 < len(finished) < 5
     done = len(finished) + len(finished.failures)  # a failure still in the unfinished shard is retried
     # Leftovers of a kill in the middle of writing a shard: a temp file and a data file without index.
-    (target / "shards" / "00009.npy.tmp").write_bytes(b"partial")
+    (target / "shards" / "00009.npy.partial").write_bytes(b"partial")
     next_id = max(int(p.stem) for p in (target / "shards").glob("*.tsv") if p.stem.isdigit()) + 1
     (target / "shards" / f"{next_id:05d}.npy").write_bytes(b"orphan data, index never written")
 
     report = build_store(keys, target, audio_root=root, workers=0, shard_size_mb=1e-6, progress=False)
     assert report.skipped == done and report.added + report.failed == len(keys) - done
-    assert not list((target / "shards").glob("*.tmp"))
+    assert not list((target / "shards").glob("*.partial"))
     resumed = MelStore(target)
     assert sorted(resumed.keys) == sorted(k for k in keys if k not in ("c/broken.wav", "c/missing.wav"))
     assert len(set(resumed.keys)) == len(resumed.keys)

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from maest.data import store as store_module
-from maest.data.store import MelStore
 from maest.train.data import MelCrops
 
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
-import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -24,6 +22,7 @@ import numpy as np
 import torch
 
 from maest import audio, streaming
+from maest.atomic import PARTIAL, atomic_write
 from maest.inference import EmbedOptions, MaestPipeline, TrackResult, load_model
 from maest.model import TOKEN_NAMES
 
@@ -33,8 +32,6 @@ SETTINGS_FILE = "maest-embed.json"
 FAILURES_FILE = "failures.tsv"
 TABLE_FILE = "embeddings.parquet"
 PARTS_DIR = "embeddings.parts"
-PARTIAL = ".partial"
-MAX_NAME_BYTES = 255  # the file name limit of common file systems (ext4, XFS, APFS, NTFS)
 # Write errors that concern the whole output folder: stop the run rather than fail every track.
 FATAL_WRITE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT}
 
@@ -145,30 +142,6 @@ def check_collisions(items: Sequence[AudioItem], fmt: Format) -> None:
         )
 
 
-# -- atomic writes ----------------------------------------------------------------------------------
-def _atomic_write(target: Path, write, shared: bool = False) -> None:
-    """``write(file)`` into ``target.partial``, then rename over ``target``: never a half file.
-
-    ``shared``: a file that several processes (shards) may write at once gets a partial of its own
-    per writer, so one writer's rename cannot pull the partial from under another.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    writer = f".{os.getpid()}-{threading.get_ident()}" if shared else ""
-    name = target.name + writer + PARTIAL
-    if len(os.fsencode(name)) > MAX_NAME_BYTES:  # a long track name: the suffix must not overflow it
-        name = "." + hashlib.sha1(os.fsencode(target.name)).hexdigest()[:20] + writer + PARTIAL
-    partial = target.with_name(name)
-    try:
-        with open(partial, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(partial, target)
-    except BaseException:
-        partial.unlink(missing_ok=True)  # a failed or interrupted write leaves nothing behind
-        raise
-
-
 def _exists(path: Path) -> bool:
     """Whether an output exists; a name the file system cannot hold does not (its write fails later)."""
     try:
@@ -180,13 +153,13 @@ def _exists(path: Path) -> bool:
 def _write_track(target: Path, fmt: Format, result: TrackResult, per_segment: bool) -> None:
     if fmt == "npy":
         array = result.outputs if per_segment else result.track
-        _atomic_write(target, lambda f: np.save(f, array))
+        atomic_write(target, lambda f: np.save(f, array))
     else:
         arrays = {"embedding": result.track, "segment_starts": result.start_seconds,
                   "duration": np.float64(result.duration)}
         if per_segment:
             arrays["segment_embeddings"] = result.outputs
-        _atomic_write(target, lambda f: np.savez(f, **arrays))
+        atomic_write(target, lambda f: np.savez(f, **arrays))
 
 
 # -- parquet: parts written atomically during the run, one table at the end --------------------------
@@ -250,7 +223,7 @@ class ParquetSink:
             return
         table = self._table(self.rows)
         target = self.parts / f"part-{time.time_ns()}-{os.getpid()}.parquet"
-        _atomic_write(target, lambda f: self.pq.write_table(table, f))
+        atomic_write(target, lambda f: self.pq.write_table(table, f))
         self.rows = []
 
     def consolidate(self) -> Path | None:
@@ -267,7 +240,7 @@ class ParquetSink:
         last = {p: i for i, p in enumerate(paths)}
         keep = sorted(last.values(), key=lambda i: paths[i])
         table = table.take(self.pa.array(keep, self.pa.int64()))
-        _atomic_write(table_path, lambda f: self.pq.write_table(table, f))
+        atomic_write(table_path, lambda f: self.pq.write_table(table, f))
         for part in parts:
             part.unlink()
         # Part names are unique, so a part whose write was killed is never overwritten: drop it.
@@ -382,7 +355,7 @@ def _check_settings(output_dir: Path, settings: dict) -> None:
                 "choose another output folder or delete that one"
             )
     else:
-        _atomic_write(path, lambda f: f.write(json.dumps(settings, indent=2).encode()), shared=True)
+        atomic_write(path, lambda f: f.write(json.dumps(settings, indent=2).encode()), shared=True)
 
 
 def _write_failures(output_dir: Path, failures: list[tuple[str, str]], suffix: str = "") -> None:
@@ -395,7 +368,7 @@ def _write_failures(output_dir: Path, failures: list[tuple[str, str]], suffix: s
     path_text = lambda s: str(s).translate({9: " ", 10: " ", 13: " "})  # noqa: E731
     reason_text = lambda s: " ".join(str(s).split())  # noqa: E731
     text = "".join(f"{path_text(p)}\t{reason_text(r)}\n" for p, r in failures)
-    _atomic_write(target, lambda f: f.write(text.encode()))
+    atomic_write(target, lambda f: f.write(text.encode()))
 
 
 def extract(

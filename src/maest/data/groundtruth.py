@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from maest.atomic import atomic_write_text
+
 SPLITS = ("train", "validation", "test")
 
 
@@ -137,15 +139,6 @@ def split_tracks(
     return {name: [tracks[i] for i in sorted(indices)] for name, indices in chosen.items()}
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_groundtruth(
     out_dir: str | os.PathLike, splits: dict[str, Sequence[Track]], labels: Sequence[str], summary: dict | None = None
 ) -> dict:
@@ -164,13 +157,13 @@ def write_groundtruth(
             if unknown:
                 raise GroundTruthError(f"{track.path}: labels not in the label list: {sorted(unknown)}")
             lines.append(f"{track.path}\t{','.join(sorted(track.labels))}\n")
-        _atomic_write_text(out / f"{name}.tsv", "".join(lines))
+        atomic_write_text(out / f"{name}.tsv", "".join(lines))
         summary[f"{name}_tracks"] = len(lines)
         summary[f"{name}_artists"] = len({a for t in splits.get(name, []) for a in t.artists})
     per_track = [len(t.labels) for name in SPLITS for t in splits.get(name, [])]
     summary["labels_per_track"] = round(float(np.mean(per_track)), 3) if per_track else 0.0
-    _atomic_write_text(out / "labels.json", json.dumps(list(labels), indent=0, ensure_ascii=False) + "\n")
-    _atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(out / "labels.json", json.dumps(list(labels), indent=0, ensure_ascii=False) + "\n")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     return summary
 
 

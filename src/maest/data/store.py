@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from maest import audio
+from maest.atomic import PARTIAL, atomic_write
 from maest.frontend import FRONTEND_VERSION, N_BANDS, SAMPLE_RATE
 
 FORMAT = "maest-mel-store"
@@ -49,16 +50,6 @@ class BuildReport:
     audio_seconds: float = 0.0
     elapsed_seconds: float = 0.0
     failures: dict[str, str] = field(default_factory=dict)
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write via ``write(file)`` to a temporary name, fsync, then rename: readers never see a partial file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _read_rows(path: Path) -> list[list[str]]:
@@ -161,9 +152,9 @@ class _ShardWriter:
             rows.append(f"{key}\t{offset}\t{mel.shape[0]}\n")
             offset += mel.shape[0]
         failures = "".join(f"{key}\t{reason}\n" for key, reason in self.failures)
-        _atomic_write(self.shards / f"{stem}.npy", write_array)
-        _atomic_write(self.shards / f"{stem}.failures.tsv", lambda f: f.write(failures.encode("utf-8")))
-        _atomic_write(self.shards / f"{stem}.tsv", lambda f: f.write("".join(rows).encode("utf-8")))  # last: marks it final
+        atomic_write(self.shards / f"{stem}.npy", write_array)
+        atomic_write(self.shards / f"{stem}.failures.tsv", lambda f: f.write(failures.encode("utf-8")))
+        atomic_write(self.shards / f"{stem}.tsv", lambda f: f.write("".join(rows).encode("utf-8")))  # last: marks it final
         self.next_id += 1
         self.written += 1
         self.mels, self.keys, self.failures, self.bytes = [], [], [], 0
@@ -183,7 +174,7 @@ def _open_or_create_meta(root: Path, crop: str) -> dict:
         return meta
     meta = {"format": FORMAT, "version": VERSION, "frontend": FRONTEND_VERSION, "n_bands": N_BANDS,
             "dtype": "float16", "layout": "frames x bands", "crop": crop, "stats": None}
-    _atomic_write(meta_path, lambda f: f.write(json.dumps(meta, indent=2).encode()))
+    atomic_write(meta_path, lambda f: f.write(json.dumps(meta, indent=2).encode()))
     return meta
 
 
@@ -215,7 +206,7 @@ def build_store(
     shards = root / "shards"
     shards.mkdir(parents=True, exist_ok=True)
     _open_or_create_meta(root, crop)
-    for stale in shards.glob("*.tmp"):  # left by a killed run
+    for stale in shards.glob("*" + PARTIAL):  # left by a killed run
         stale.unlink()
     ids = _shard_ids(shards)
     done: set[str] = set()
@@ -250,7 +241,7 @@ def build_store(
 
 def _write_failures(root: Path) -> None:
     text = "".join(f"{key}\t{reason}\n" for key, reason in MelStore(root).failures.items())
-    _atomic_write(root / "failures.tsv", lambda f: f.write(text.encode("utf-8")))
+    atomic_write(root / "failures.tsv", lambda f: f.write(text.encode("utf-8")))
 
 
 class MelStore:
@@ -369,5 +360,5 @@ def compute_stats(store: MelStore, keys: Sequence[str] | None = None, save: bool
     stats = {"mean": mean, "std": math.sqrt(m2 / count), "tracks": len(indices), "values": count}
     if save:
         store.meta["stats"] = stats
-        _atomic_write(store.root / "store.json", lambda f: f.write(json.dumps(store.meta, indent=2).encode()))
+        atomic_write(store.root / "store.json", lambda f: f.write(json.dumps(store.meta, indent=2).encode()))
     return stats

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from maest.atomic import atomic_write, atomic_write_text
 from maest.evaluate.datasets import Dataset, MissingAudioError, check_audio, drop_paths, load_dataset
 from maest.evaluate.features import FeatureSet, extract_features, parse_tokens, token_letters
 from maest.evaluate.metrics import markdown_table
@@ -37,19 +38,12 @@ class ExperimentError(RuntimeError):
 
 
 # -- shared helpers -----------------------------------------------------------------------------
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_csv(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Path:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    _atomic_bytes(path, buffer.getvalue().encode())
+    atomic_write_text(path, buffer.getvalue())
     return path
 
 
@@ -58,9 +52,7 @@ def save_figure(figure, path: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(figure)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    _atomic_bytes(path, buffer.getvalue())
+    atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=120, bbox_inches="tight"))
     return path
 
 
@@ -213,7 +205,7 @@ def blocks_experiment(
     rows = [{"model": tag, **{k: v for k, v in r.items() if k != "key"}} for r in results.values()]
     columns = ["model", "block", "tokens", "roc_auc", "map", "roc_auc_micro", "map_micro", "valid_roc_auc", "best_epoch"]
     write_csv(output / "blocks.csv", rows, columns)
-    _atomic_bytes(output / "blocks.md", markdown_table(rows, columns).encode())
+    atomic_write_text(output / "blocks.md", markdown_table(rows, columns))
 
     figure = Figure(figsize=(10, 4))
     axes = figure.subplots(1, 2)
@@ -353,8 +345,8 @@ def patchout_experiment(
                "map_micro", "valid_roc_auc"]
     write_csv(output / "patchout.csv", rows, columns)
     device_name = str(pipeline.device)
-    _atomic_bytes(output / "patchout.md", (markdown_table(rows, columns) + f"\nThroughput measured on {device_name}, "
-                                           f"batch {batch_size}, {block} blocks.\n").encode())
+    atomic_write_text(output / "patchout.md", markdown_table(rows, columns) + f"\nThroughput measured on {device_name}, "
+                                              f"batch {batch_size}, {block} blocks.\n")
     figure = Figure(figsize=(6, 4.5))
     ax = figure.subplots()
     for f, marker in zip(sorted({r["patchout_freq_rows"] for r in rows}), "osD^v"):
@@ -408,7 +400,7 @@ def compare_experiment(
         rows.append({**result.row(), "model": tag})
     columns = ["model", "dataset", "protocol", "blocks", "tokens", "ROC-AUC", "mAP", "ROC-AUC micro", "mAP micro"]
     write_csv(output / "compare.csv", rows, columns)
-    _atomic_bytes(output / "compare.md", markdown_table(rows, columns).encode())
+    atomic_write_text(output / "compare.md", markdown_table(rows, columns))
     figure = Figure(figsize=(max(5, 1.4 * len(rows)), 4))
     ax = figure.subplots()
     x = np.arange(len(rows))

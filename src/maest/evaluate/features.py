@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from maest.atomic import atomic_write, atomic_write_text
 from maest.inference import EmbedOptions, MaestPipeline
 from maest.model import TOKEN_NAMES, pool_tokens
 
@@ -102,13 +103,6 @@ class FeatureSet:
         return out
 
 
-def _save_atomic(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
-
-
 def extract_features(
     pipeline: MaestPipeline,
     rel_paths: Sequence[str],
@@ -141,9 +135,7 @@ def extract_features(
         if stored != settings:
             raise FeatureCacheError(f"{cache} holds features made with {stored}, not {settings}: use another folder")
     else:
-        tmp = meta_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(settings, indent=2))
-        os.replace(tmp, meta_path)
+        atomic_write_text(meta_path, json.dumps(settings, indent=2))
     features = FeatureSet(cache, blocks, pipeline.config.width)
     root = Path(audio_root)
     todo = [rel for rel in dict.fromkeys(rel_paths) if not features.file_for(rel).is_file()]
@@ -168,7 +160,8 @@ def extract_features(
 
     def finished(done):
         for rel, result in done:
-            _save_atomic(features.file_for(rel), result.track.reshape(len(blocks), len(TOKEN_NAMES), -1))
+            array = result.track.reshape(len(blocks), len(TOKEN_NAMES), -1)
+            atomic_write(features.file_for(rel), lambda f: np.save(f, array))
             bar.update()
 
     for rel, mel, duration in tracks():
@@ -178,7 +171,5 @@ def extract_features(
     if failures:
         path = cache / "failures.json"
         old = json.loads(path.read_text()) if path.is_file() else {}
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({**old, **failures}, indent=2))
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps({**old, **failures}, indent=2))
     return features, failures

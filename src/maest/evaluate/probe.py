@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from maest.atomic import atomic_write_text
 from maest.evaluate.metrics import TaggingScores, macro_roc_auc, tagging_metrics
 from maest.evaluate.schedule import probe_lr
 
@@ -286,9 +287,7 @@ def read_jsonl(path: Path) -> list[dict]:
         except json.JSONDecodeError:
             broken = True
     if broken or (text and not text.endswith("\n")):
-        tmp = path.with_name(path.name + ".partial")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-        os.replace(tmp, path)
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
     return records
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from maest.atomic import atomic_write_text
 from maest.evaluate.datasets import Dataset, MissingAudioError, check_audio, drop_paths, load_dataset
 from maest.evaluate.metrics import TaggingScores, markdown_table
 from maest.evaluate.probe import ProbeData, get_protocol, grid_search
@@ -35,13 +36,6 @@ def model_tag(model: Any) -> str:
         config = getattr(model, "config", None)
         name = getattr(config, "name", type(model).__name__)
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)) or "model"
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def audio_view(dataset: Dataset, audio_root: Path, view_dir: Path) -> Path:
@@ -187,7 +181,7 @@ def run_eval(
             raise ValueError("metadata (the split files' location) is needed to load a dataset by name")
         dataset = load_dataset(dataset, metadata, **dict(dataset_options or {}))
     report = check_audio(dataset, audio_root)
-    _atomic_text(output / "audio_check.json", json.dumps(report.to_dict(), indent=2))
+    atomic_write_text(output / "audio_check.json", json.dumps(report.to_dict(), indent=2))
     if not report.ok and not allow_missing:
         raise MissingAudioError(report)
     missing = {p for paths in report.missing.values() for p in paths}
@@ -228,6 +222,6 @@ def run_eval(
         best_epoch=best["best_epoch"], valid_roc_auc=best["valid_roc_auc"], test=TaggingScores(**best["test"]),
         notes=list(dataset.notes),
     )
-    _atomic_text(output / "results.json", json.dumps(result.to_dict(), indent=2))
-    _atomic_text(output / "results.md", result.markdown())
+    atomic_write_text(output / "results.json", json.dumps(result.to_dict(), indent=2))
+    atomic_write_text(output / "results.md", result.markdown())
     return result
