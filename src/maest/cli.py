@@ -245,10 +245,6 @@ def tag_command(
 
 
 # --- downstream evaluation and the paper's experiments (maest.evaluate) ---
-def _eval_ints(text: str) -> list[int]:
-    return [int(part) for part in text.split(",") if part.strip()]
-
-
 def _eval_overrides(epochs: int | None, max_lr: float | None, batch: int | None, dropout: float | None,
                     warmup: int | None = None) -> dict:
     values = {"epochs": epochs, "max_lr": max_lr, "batch_size": batch, "dropout": dropout, "warmup_epochs": warmup}
@@ -298,7 +294,7 @@ def eval_command(
         result = run_eval(
             dataset, metadata, audio_root, model, output_dir, protocol=protocol, grid=grid, blocks=blocks,
             tokens=parse_tokens(tokens) if tokens else None, patchout_time=patchout_time,
-            patchout_freq=_eval_ints(patchout_freq), overlap=overlap, device=device, batch_size=batch_size,
+            patchout_freq=_split_list(patchout_freq, int), overlap=overlap, device=device, batch_size=batch_size,
             decode_workers=decode_workers, probe_workers=workers, probe_device=probe_device,
             allow_missing=allow_missing, seed=seed,
             dataset_options=_eval_dataset_options(dataset, low_quality),
@@ -355,7 +351,7 @@ def experiment_blocks_command(
         low, _, high = blocks.partition("-")
         block_list = list(range(int(low), int(high) + 1))
     else:
-        block_list = _eval_ints(blocks)
+        block_list = _split_list(blocks, int)
     try:
         rows = blocks_experiment(
             model=model, output_dir=output_dir, blocks=block_list, token_stacks=[t for t in tokens.split(",") if t],
@@ -399,8 +395,8 @@ def experiment_patchout_command(
 
     try:
         rows = patchout_experiment(
-            model=model, output_dir=output_dir, time_patchout=_eval_ints(time_patchout),
-            freq_patchout=_eval_ints(freq_patchout), cross=cross, block=block, tokens=tokens, protocol=protocol,
+            model=model, output_dir=output_dir, time_patchout=_split_list(time_patchout, int),
+            freq_patchout=_split_list(freq_patchout, int), cross=cross, block=block, tokens=tokens, protocol=protocol,
             device=device, batch_size=batch_size, workers=workers, allow_missing=allow_missing, seed=seed,
             progress=progress, **_experiment_common(dataset, metadata, audio_root, low_quality, epochs, max_lr, batch, dropout, warmup),
         )

@@ -135,8 +135,8 @@ class MelFrontend(nn.Module):
             last = min(frames, first + block)
             mel[:, :, first:last] = self._mel_power(self._frames(waveform, first, last))
         mel = mel.mul_(10000.0).add_(1.0).log10_()
-        if self.normalize:  # normalize_mel, in place
-            mel = mel.sub_(self.mean).div_(2.0 * self.std)
+        if self.normalize:
+            mel = normalize_mel(mel, self.mean, self.std)
         return mel
 
     @staticmethod
