@@ -5,17 +5,26 @@ window (``offset``/``duration``) decodes only that window. Other containers (m4a
 WMA, ...) go through PyAV (FFmpeg), which seeks to a packet half a second before the window (decoder
 pre-roll) and drops the samples before it. Channels are averaged (for both readers); resampling
 uses soxr's high-quality mode. Every failure is an :class:`AudioDecodeError` naming the file and
-the reason.
+the reason. MP3 and FLAC files shorter than their headers declare (cut-off downloads) are failures
+too (:mod:`maest.audio_headers`); what the C decoders print on the way is kept out of the terminal
+and added to the reason of a failure.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from maest.audio_headers import DeclaredLength, flac_declared_length, mp3_declared_length
 
 SOUNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".aifc", ".au", ".w64", ".caf"}
 AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS | {
@@ -23,6 +32,10 @@ AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS | {
 }
 # Decoding starts this long before a requested window in PyAV-read files (see ``_read_pyav``).
 PYAV_PREROLL_SECONDS = 0.5
+# A header claiming more sample frames per file byte than this is read in blocks, not into one
+# buffer of the claimed size (real files hold < 10; a corrupt header can claim billions).
+_MAX_FRAMES_PER_BYTE = 64
+_READ_BLOCK_FRAMES = 1 << 20
 
 
 class AudioDecodeError(RuntimeError):
@@ -45,6 +58,57 @@ class AudioInfo:
     @property
     def duration(self) -> float:
         return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+class _Captured:
+    text = ""
+
+
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _decoder_stderr() -> Iterator[_Captured]:
+    """Send what C libraries write to fd 2 (libmpg123's "Note: Trying to resync...") to a buffer.
+
+    fd 2 is process-wide, so one thread at a time holds it (DataLoader workers are processes with
+    their own fd 2). Python's own stderr writes made meanwhile are passed through afterwards.
+    """
+    captured = _Captured()
+    with _STDERR_LOCK:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no fd 2 (closed or replaced): nothing to hide
+            yield captured
+            return
+        try:
+            with tempfile.TemporaryFile() as sink:
+                os.dup2(sink.fileno(), 2)
+                try:
+                    yield captured
+                finally:
+                    os.dup2(saved, 2)
+                    sink.seek(0)
+                    captured.text = sink.read().decode("utf-8", "replace")
+        finally:
+            os.close(saved)
+    passed = [line for line in captured.text.splitlines(keepends=True) if not _is_decoder_noise(line)]
+    if passed:
+        sys.stderr.write("".join(passed))
+
+
+def _is_decoder_noise(line: str) -> bool:
+    return line.startswith(("Note: ", "Warning: ", "Error: ", "[src/", "[libmpg123", "mpg123", "FLAC__"))
+
+
+def _noise_summary(text: str, limit: int = 3) -> str:
+    """The first ``limit`` distinct decoder lines, short, for a failure reason ("" if none)."""
+    lines = list(dict.fromkeys(line.strip()[:120] for line in text.splitlines() if line.strip()))
+    if not lines:
+        return ""
+    more = f" (+{len(lines) - limit} more)" if len(lines) > limit else ""
+    return "; decoder said: " + " | ".join(lines[:limit]) + more
 
 
 def _check_file(path: Path) -> None:
@@ -112,7 +176,8 @@ def info(path: str | os.PathLike) -> AudioInfo:
     try:
         import soundfile as sf
 
-        i = sf.info(str(path))
+        with _decoder_stderr():
+            i = sf.info(str(path))
         return AudioInfo(int(i.samplerate), int(i.channels), int(i.frames))
     except Exception:
         pass
@@ -147,8 +212,19 @@ def _read_soundfile(path: Path, offset: float | None, duration: float | None) ->
             if start >= f.frames:
                 return np.zeros((0, f.channels), np.float32), rate
             f.seek(start)
-        frames = -1 if duration is None else int(round(duration * rate))
-        data = f.read(frames=frames, dtype="float32", always_2d=True)
+        claimed = f.frames - max(start, 0)
+        frames = claimed if duration is None else min(claimed, int(round(duration * rate)))
+        if frames <= _MAX_FRAMES_PER_BYTE * path.stat().st_size:
+            data = f.read(frames=-1 if duration is None else frames, dtype="float32", always_2d=True)
+        else:  # the header claims more than the file can plausibly hold: grow with what decodes
+            blocks = []
+            while frames > 0:
+                block = f.read(frames=min(frames, _READ_BLOCK_FRAMES), dtype="float32", always_2d=True)
+                blocks.append(block)
+                frames -= len(block)
+                if len(block) < _READ_BLOCK_FRAMES:
+                    break
+            data = np.concatenate(blocks) if blocks else np.zeros((0, f.channels), np.float32)
     return data, rate
 
 
@@ -215,15 +291,19 @@ def load(
         truncation = _wav_truncation(path)
     if truncation:
         raise AudioDecodeError(path, truncation)
+    declared = _declared_length(path, suffix)
 
     data: np.ndarray | None = None
     rate = 0
     errors: list[str] = []
+    captured = _Captured()
     if suffix in SOUNDFILE_EXTENSIONS:
         try:
-            data, rate = _read_soundfile(path, offset, duration)
+            with _decoder_stderr() as captured:
+                data, rate = _read_soundfile(path, offset, duration)
         except Exception as error:  # libsndfile failed; FFmpeg may still read it
             errors.append(f"soundfile: {error}")
+    noise = _noise_summary(captured.text)  # libmpg123's notes: only shown in a failure's reason
     if data is None:
         try:
             data, rate = _read_pyav(path, offset, duration)
@@ -231,18 +311,36 @@ def load(
             raise
         except Exception as error:
             errors.append(f"ffmpeg: {error}")
-            raise AudioDecodeError(path, "not a readable audio file (" + "; ".join(errors) + ")") from None
+            raise AudioDecodeError(path, "not a readable audio file (" + "; ".join(errors) + ")" + noise) from None
+    if declared is not None and rate == declared.sample_rate:
+        start = int(round((offset or 0.0) * rate))
+        wanted = declared.frames if duration is None else min(declared.frames, start + int(round(duration * rate)))
+        ends = start + len(data)
+        if wanted - ends > declared.tolerance:
+            raise AudioDecodeError(path, f"ends after {ends / rate:.2f} s of {declared.seconds:.2f} s "
+                                         f"(per its {declared.source}); truncated download?" + noise)
 
     mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
     if mono.size == 0:
         what = "no samples in the requested window" if offset else "zero audio samples"
-        raise AudioDecodeError(path, what)
+        raise AudioDecodeError(path, what + noise)
     if not np.all(np.isfinite(mono)):
         raise AudioDecodeError(path, "decoded samples contain NaN or infinity")
     resampled = resample(mono, rate, sample_rate)
     if resampled.size == 0:  # e.g. one sample at 44.1 kHz
         raise AudioDecodeError(path, f"{mono.size} sample(s) at {rate} Hz is shorter than one sample at {sample_rate} Hz")
     return resampled
+
+
+def _declared_length(path: Path, suffix: str) -> DeclaredLength | None:
+    """The length an MP3/FLAC header declares; refuses one the file's size cannot hold."""
+    reader = {".mp3": mp3_declared_length, ".flac": flac_declared_length}.get(suffix)
+    declared = reader(path) if reader else None
+    if declared is not None and declared.frames > declared.max_frames:
+        raise AudioDecodeError(path, f"its {declared.source} declares {declared.seconds:.1f} s but its "
+                                     f"{path.stat().st_size} bytes hold at most {declared.max_frames / declared.sample_rate:.1f} s "
+                                     "(corrupt header or truncated download?)")
+    return declared
 
 
 def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
