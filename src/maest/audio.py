@@ -212,20 +212,39 @@ def _read_soundfile(path: Path, offset: float | None, duration: float | None) ->
             if start >= f.frames:
                 return np.zeros((0, f.channels), np.float32), rate
             f.seek(start)
-        claimed = f.frames - max(start, 0)
-        frames = claimed if duration is None else min(claimed, int(round(duration * rate)))
-        if frames <= _MAX_FRAMES_PER_BYTE * path.stat().st_size:
-            data = f.read(frames=-1 if duration is None else frames, dtype="float32", always_2d=True)
-        else:  # the header claims more than the file can plausibly hold: grow with what decodes
-            blocks = []
-            while frames > 0:
-                block = f.read(frames=min(frames, _READ_BLOCK_FRAMES), dtype="float32", always_2d=True)
-                blocks.append(block)
-                frames -= len(block)
-                if len(block) < _READ_BLOCK_FRAMES:
-                    break
-            data = np.concatenate(blocks) if blocks else np.zeros((0, f.channels), np.float32)
+        try:
+            data = _read_frames(f, path, start, duration)
+        except Exception as error:  # where libsndfile stopped tells how much of a cut file decoded
+            try:
+                position = f.tell()
+            except Exception:
+                raise error from None
+            raise _DecodeStopped(position, error) from None
     return data, rate
+
+
+class _DecodeStopped(Exception):
+    """libsndfile failed after decoding up to sample frame ``position`` (e.g. a cut FLAC)."""
+
+    def __init__(self, position: int, error: Exception):
+        super().__init__(str(error))
+        self.position = position
+
+
+def _read_frames(f, path: Path, start: int, duration: float | None) -> np.ndarray:
+    """Read to the end (or ``duration`` s) from ``start``; blocks when the header claims implausibly much."""
+    claimed = f.frames - max(start, 0)
+    frames = claimed if duration is None else min(claimed, int(round(duration * f.samplerate)))
+    if frames <= _MAX_FRAMES_PER_BYTE * path.stat().st_size:
+        return f.read(frames=-1 if duration is None else frames, dtype="float32", always_2d=True)
+    blocks = []  # grow with what decodes instead of allocating what a corrupt header claims
+    while frames > 0:
+        block = f.read(frames=min(frames, _READ_BLOCK_FRAMES), dtype="float32", always_2d=True)
+        blocks.append(block)
+        frames -= len(block)
+        if len(block) < _READ_BLOCK_FRAMES:
+            break
+    return np.concatenate(blocks) if blocks else np.zeros((0, f.channels), np.float32)
 
 
 def _read_pyav(path: Path, offset: float | None, duration: float | None) -> tuple[np.ndarray, int]:
@@ -297,12 +316,17 @@ def load(
     rate = 0
     errors: list[str] = []
     captured = _Captured()
-    if suffix in SOUNDFILE_EXTENSIONS:
+    stopped_at: int | None = None
+    # libsndfile reads a variable-bitrate MP3 without a Xing header only up to the length it guessed
+    # from the first frame's bitrate (a fraction of the track, silently); FFmpeg reads all of it.
+    unknown_length = declared is not None and declared.frames is None
+    if suffix in SOUNDFILE_EXTENSIONS and not unknown_length:
         try:
             with _decoder_stderr() as captured:
                 data, rate = _read_soundfile(path, offset, duration)
         except Exception as error:  # libsndfile failed; FFmpeg may still read it
             errors.append(f"soundfile: {error}")
+            stopped_at = error.position if isinstance(error, _DecodeStopped) else None
     noise = _noise_summary(captured.text)  # libmpg123's notes: only shown in a failure's reason
     if data is None:
         try:
@@ -311,14 +335,15 @@ def load(
             raise
         except Exception as error:
             errors.append(f"ffmpeg: {error}")
+            if declared is not None and stopped_at is not None and declared.frames - stopped_at > declared.tolerance:
+                raise AudioDecodeError(path, _ends_early(stopped_at, declared) + f" ({errors[0]})" + noise) from None
             raise AudioDecodeError(path, "not a readable audio file (" + "; ".join(errors) + ")" + noise) from None
-    if declared is not None and rate == declared.sample_rate:
+    if declared is not None and declared.frames is not None and rate == declared.sample_rate:
         start = int(round((offset or 0.0) * rate))
         wanted = declared.frames if duration is None else min(declared.frames, start + int(round(duration * rate)))
         ends = start + len(data)
         if wanted - ends > declared.tolerance:
-            raise AudioDecodeError(path, f"ends after {ends / rate:.2f} s of {declared.seconds:.2f} s "
-                                         f"(per its {declared.source}); truncated download?" + noise)
+            raise AudioDecodeError(path, _ends_early(ends, declared) + noise)
 
     mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
     if mono.size == 0:
@@ -332,11 +357,16 @@ def load(
     return resampled
 
 
+def _ends_early(frames: int, declared: DeclaredLength) -> str:
+    return (f"ends after {frames / declared.sample_rate:.2f} s of {declared.seconds:.2f} s "
+            f"(per its {declared.source}); truncated download?")
+
+
 def _declared_length(path: Path, suffix: str) -> DeclaredLength | None:
     """The length an MP3/FLAC header declares; refuses one the file's size cannot hold."""
     reader = {".mp3": mp3_declared_length, ".flac": flac_declared_length}.get(suffix)
     declared = reader(path) if reader else None
-    if declared is not None and declared.frames > declared.max_frames:
+    if declared is not None and declared.frames is not None and declared.frames > declared.max_frames:
         raise AudioDecodeError(path, f"its {declared.source} declares {declared.seconds:.1f} s but its "
                                      f"{path.stat().st_size} bytes hold at most {declared.max_frames / declared.sample_rate:.1f} s "
                                      "(corrupt header or truncated download?)")

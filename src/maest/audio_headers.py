@@ -26,6 +26,9 @@ _BITRATES = {
 _SAMPLE_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}  # by version bits
 _HEAD_BYTES = 4096  # bytes read after the ID3v2 tag to find the first frame
 _PROBE_BYTES = 8192  # bytes read at the middle and the end of a file to check its bitrate is constant
+# Samples a Xing/VBRI frame count may be off by: one MPEG-1 frame (encoders differ on whether the
+# count includes the Xing frame itself).
+_XING_TOLERANCE = 1152
 # The smallest FLAC frame: sync + header (6 bytes), one byte per constant subframe, CRC-16.
 _MIN_FLAC_FRAME_BYTES = 9
 
@@ -34,11 +37,12 @@ _MIN_FLAC_FRAME_BYTES = 9
 class DeclaredLength:
     """What a header says about the decoded length: ``frames`` samples (per channel) at ``sample_rate``.
 
-    ``tolerance`` (samples) absorbs encoder delay/padding and estimation slack; ``max_frames`` is the
+    ``frames`` is None for a variable-bitrate MP3 without a Xing/VBRI frame: its length is unknown
+    until it is decoded to the end. ``tolerance`` (samples) absorbs encoder delay/padding and estimation slack; ``max_frames`` is the
     most the file's bytes can hold, whatever the header says.
     """
 
-    frames: int
+    frames: int | None
     sample_rate: int
     tolerance: int
     max_frames: int
@@ -46,7 +50,7 @@ class DeclaredLength:
 
     @property
     def seconds(self) -> float:
-        return self.frames / self.sample_rate
+        return (self.frames or 0) / self.sample_rate
 
 
 @dataclass(frozen=True)
@@ -145,7 +149,8 @@ def _trailing_tag_bytes(f, size: int) -> int:
 def _lame_delay_padding(frame_data: bytes, after_xing: int) -> int:
     """Encoder delay + padding from a LAME/FFmpeg tag after the Xing fields (0 if absent)."""
     tag = frame_data[after_xing : after_xing + 24]
-    if len(tag) < 24 or tag[:4] not in (b"LAME", b"Lavc", b"Lavf", b"GOGO"):
+    # libmpg123 trims delay/padding for any LAME-style tag, whatever encoder name it carries.
+    if len(tag) < 24 or not all(32 <= byte < 127 for byte in tag[:4]):
         return 0
     delay = (tag[21] << 4) | (tag[22] >> 4)
     padding = ((tag[22] & 0x0F) << 8) | tag[23]
@@ -155,7 +160,7 @@ def _lame_delay_padding(frame_data: bytes, after_xing: int) -> int:
 def mp3_declared_length(path: str | os.PathLike) -> DeclaredLength | None:
     """Length an MP3 declares (Xing/Info, VBRI, or constant bitrate x size), or None if it cannot tell.
 
-    None for variable bitrate without a Xing/VBRI frame, free-format streams, files whose first
+    ``frames`` is None for variable bitrate without a Xing/VBRI frame. None for free-format streams, files whose first
     frame is not found in the first few KB after the ID3v2 tag, and streams whose only bitrate is
     the lowest one (variable-bitrate encoders write those for silence).
     """
@@ -185,11 +190,11 @@ def mp3_declared_length(path: str | os.PathLike) -> DeclaredLength | None:
                     count = struct.unpack(">I", frame_data[xing_at + 8 : xing_at + 12])[0]
                     after = xing_at + 8 + 4 * bool(flags & 1) + 4 * bool(flags & 2) + 100 * bool(flags & 4) + 4 * bool(flags & 8)
                     frames = count * first.samples - _lame_delay_padding(frame_data, after)
-                    return DeclaredLength(max(frames, 0), first.sample_rate, 4 * first.samples, max_frames, "Xing header")
+                    return DeclaredLength(max(frames, 0), first.sample_rate, _XING_TOLERANCE, max_frames, "Xing header")
                 return None  # a Xing frame without a frame count: length unknown
         if frame_data[36:40] == b"VBRI":
             count = struct.unpack(">I", frame_data[50:54])[0]
-            return DeclaredLength(count * first.samples, first.sample_rate, 4 * first.samples, max_frames, "VBRI header")
+            return DeclaredLength(count * first.samples, first.sample_rate, _XING_TOLERANCE, max_frames, "VBRI header")
 
         # No header: constant bitrate only if frames at the start, middle and end all agree.
         bitrates = {frame.bitrate for frame in chain}
@@ -200,7 +205,9 @@ def mp3_declared_length(path: str | os.PathLike) -> DeclaredLength | None:
             if probe is not None and probe[1][0].same_stream(first):
                 bitrates |= {frame.bitrate for frame in probe[1]}
                 seen += 1
-    if len(bitrates) != 1 or seen < 2 or first.bitrate == min_bitrate:
+    if len(bitrates) > 1:  # libsndfile would stop at its estimate from the first frame's bitrate
+        return DeclaredLength(None, first.sample_rate, 0, max_frames, "variable bitrate without a Xing header")
+    if seen < 2 or first.bitrate == min_bitrate:
         return None
     frames = int(audio_bytes * 8 / (first.bitrate * 1000) * first.sample_rate)
     tolerance = 8 * first.samples + frames // 100  # unknown junk or tags at the end
