@@ -52,6 +52,8 @@ def test_cut_real_mp3_is_refused(audio_dir, tmp_path, keep):
     if keep == 0.5:
         with pytest.raises(AudioDecodeError, match="truncated"):
             audio.load(cut, offset=8.0, duration=5.0)
+        with pytest.raises(AudioDecodeError, match=r"ends before 12.00 s of 20.00 s"):
+            audio.load(cut, offset=12.0, duration=5.0)
         assert len(audio.load(cut, offset=2.0, duration=3.0)) == 48000
 
 
@@ -99,6 +101,10 @@ def test_cbr_mp3_without_xing_frame_is_measured_by_its_size(tmp_path, rate):
     holey.write_bytes(bare.read_bytes()[: len(bare.read_bytes()) // 2] + bytes(len(bare.read_bytes()) // 2 + 1))
     with pytest.raises(AudioDecodeError):
         audio.load(holey, sample_rate=rate)
+    # Bytes after the last frame that are no tag maest knows: the size no longer measures the audio.
+    appended = tmp_path / "appended.mp3"
+    appended.write_bytes(bare.read_bytes() + b"\x01" * 50_000)
+    assert mp3_declared_length(appended) is None
 
 
 def test_vbr_mp3_without_xing_frame_decodes_to_its_end(tmp_path):

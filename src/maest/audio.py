@@ -75,27 +75,29 @@ def _decoder_stderr() -> Iterator[_Captured]:
     their own fd 2). Python's own stderr writes made meanwhile are passed through afterwards.
     """
     captured = _Captured()
-    with _STDERR_LOCK:
-        try:
-            sys.stderr.flush()
-            saved = os.dup(2)
-        except (OSError, ValueError, AttributeError):  # no fd 2 (closed or replaced): nothing to hide
-            yield captured
-            return
-        try:
-            with tempfile.TemporaryFile() as sink:
-                os.dup2(sink.fileno(), 2)
-                try:
-                    yield captured
-                finally:
-                    os.dup2(saved, 2)
-                    sink.seek(0)
-                    captured.text = sink.read().decode("utf-8", "replace")
-        finally:
-            os.close(saved)
-    passed = [line for line in captured.text.splitlines(keepends=True) if not _is_decoder_noise(line)]
-    if passed:
-        sys.stderr.write("".join(passed))
+    try:
+        with _STDERR_LOCK:
+            try:
+                sys.stderr.flush()
+                saved = os.dup(2)
+            except (OSError, ValueError, AttributeError):  # no fd 2 (closed or replaced): nothing to hide
+                yield captured
+                return
+            try:
+                with tempfile.TemporaryFile() as sink:
+                    os.dup2(sink.fileno(), 2)
+                    try:
+                        yield captured
+                    finally:
+                        os.dup2(saved, 2)
+                        sink.seek(0)
+                        captured.text = sink.read().decode("utf-8", "replace")
+            finally:
+                os.close(saved)
+    finally:
+        passed = [line for line in captured.text.splitlines(keepends=True) if not _is_decoder_noise(line)]
+        if passed:
+            sys.stderr.write("".join(passed))
 
 
 def _is_decoder_noise(line: str) -> bool:
@@ -326,7 +328,8 @@ def load(
                 data, rate = _read_soundfile(path, offset, duration)
         except Exception as error:  # libsndfile failed; FFmpeg may still read it
             errors.append(f"soundfile: {error}")
-            stopped_at = error.position if isinstance(error, _DecodeStopped) else None
+            # libsndfile reports 0 after an MP3 error, whatever decoded: only a position it reached counts.
+            stopped_at = error.position if isinstance(error, _DecodeStopped) and error.position > 0 else None
     noise = _noise_summary(captured.text)  # libmpg123's notes: only shown in a failure's reason
     if data is None:
         try:
@@ -335,7 +338,8 @@ def load(
             raise
         except Exception as error:
             errors.append(f"ffmpeg: {error}")
-            if declared is not None and stopped_at is not None and declared.frames - stopped_at > declared.tolerance:
+            if declared is not None and declared.frames is not None and stopped_at is not None \
+                    and declared.frames - stopped_at > declared.tolerance:
                 raise AudioDecodeError(path, _ends_early(stopped_at, declared) + f" ({errors[0]})" + noise) from None
             raise AudioDecodeError(path, "not a readable audio file (" + "; ".join(errors) + ")" + noise) from None
     if declared is not None and declared.frames is not None and rate == declared.sample_rate:
@@ -343,7 +347,7 @@ def load(
         wanted = declared.frames if duration is None else min(declared.frames, start + int(round(duration * rate)))
         ends = start + len(data)
         if wanted - ends > declared.tolerance:
-            raise AudioDecodeError(path, _ends_early(ends, declared) + noise)
+            raise AudioDecodeError(path, _ends_early(ends, declared, before=len(data) == 0) + noise)
 
     mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
     if mono.size == 0:
@@ -357,9 +361,10 @@ def load(
     return resampled
 
 
-def _ends_early(frames: int, declared: DeclaredLength) -> str:
-    return (f"ends after {frames / declared.sample_rate:.2f} s of {declared.seconds:.2f} s "
-            f"(per its {declared.source}); truncated download?")
+def _ends_early(frames: int, declared: DeclaredLength, before: bool = False) -> str:
+    """The reason for a file that decodes to ``frames`` (or, ``before``, not even to there)."""
+    return (f"ends {'before' if before else 'after'} {frames / declared.sample_rate:.2f} s of "
+            f"{declared.seconds:.2f} s (per its {declared.source}); truncated download?")
 
 
 def _declared_length(path: Path, suffix: str) -> DeclaredLength | None:

@@ -196,18 +196,23 @@ def mp3_declared_length(path: str | os.PathLike) -> DeclaredLength | None:
             count = struct.unpack(">I", frame_data[50:54])[0]
             return DeclaredLength(count * first.samples, first.sample_rate, _XING_TOLERANCE, max_frames, "VBRI header")
 
-        # No header: constant bitrate only if frames at the start, middle and end all agree.
+        # No header: constant bitrate only if frames at the start, middle and end all agree, and
+        # frames reach the end (else unknown bytes there, e.g. an appended tag, would count as audio).
         bitrates = {frame.bitrate for frame in chain}
-        seen = 1
+        reaches_end = False
         for probe_at in (first_at + audio_bytes // 2, max(first_at, audio_end - _PROBE_BYTES)):
             f.seek(probe_at)
-            probe = _find_chain(f.read(min(_PROBE_BYTES, max(0, audio_end - probe_at))))
+            data = f.read(min(_PROBE_BYTES, max(0, audio_end - probe_at)))
+            probe = _find_chain(data)
             if probe is not None and probe[1][0].same_stream(first):
                 bitrates |= {frame.bitrate for frame in probe[1]}
-                seen += 1
+                if probe_at + len(data) >= audio_end:  # the tail: do frames run on to the end?
+                    to_end = _chain(data, probe[0], len(data))
+                    reaches_end = to_end is not None
+                    bitrates |= {frame.bitrate for frame in to_end or []}
     if len(bitrates) > 1:  # libsndfile would stop at its estimate from the first frame's bitrate
         return DeclaredLength(None, first.sample_rate, 0, max_frames, "variable bitrate without a Xing header")
-    if seen < 2 or first.bitrate == min_bitrate:
+    if not reaches_end or first.bitrate == min_bitrate:
         return None
     frames = int(audio_bytes * 8 / (first.bitrate * 1000) * first.sample_rate)
     tolerance = 8 * first.samples + frames // 100  # unknown junk or tags at the end
