@@ -267,6 +267,29 @@ class Maest(nn.Module):
         return self.head(self.head_features(self.forward_features(mel, None, patchout_time, patchout_freq)))
 
 
+def parse_tokens(spec: str | Sequence[str]) -> tuple[str, ...]:
+    """Token names, in order, from the one token syntax every command and function accepts.
+
+    Comma-separated parts, each a name (``cls``, ``dist``, ``avg``) or a run of their first letters
+    (``c``, ``d``, ``a``): ``"cls,dist,avg"``, ``"c,d,a"``, ``"cda"`` and ``("cls", "dist", "avg")``
+    are the same stack. Names never consist of those letters only, so no spelling is ambiguous.
+    """
+    letters = {name[0]: name for name in TOKEN_NAMES}
+    error = ValueError(f"unknown token spec {spec!r}; use letters c/d/a (e.g. 'cda') or names {TOKEN_NAMES}")
+    parts = [p.strip() for p in spec.split(",") if p.strip()] if isinstance(spec, str) else list(spec)
+    names: list[str] = []
+    for part in parts:
+        if isinstance(part, str) and part in TOKEN_NAMES:
+            names.append(part)
+        elif isinstance(part, str) and part and set(part) <= letters.keys():
+            names.extend(letters[letter] for letter in part)
+        else:
+            raise error
+    if not names:
+        raise error
+    return tuple(names)
+
+
 def pool_tokens(tokens: torch.Tensor, names: Sequence[str] = TOKEN_NAMES) -> torch.Tensor:
     """Pool a ``(B, 2 + patches, W)`` sequence into ``(B, len(names) * W)``.
 

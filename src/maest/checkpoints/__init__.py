@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from maest.checkpoints.deit import deit_to_maest
+from maest.checkpoints.export import export  # noqa: F401  (maest.checkpoints.export(model, path, to=...))
 from maest.checkpoints.files import only_tensors, read_file, unwrap
 from maest.checkpoints.hf import export_hf, is_hf, load_hf
 from maest.checkpoints.native import CheckpointError, is_native, load_native, load_state_dict_strict, save_native

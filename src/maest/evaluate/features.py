@@ -19,26 +19,11 @@ import torch
 
 from maest.atomic import atomic_write, atomic_write_text
 from maest.inference import EmbedOptions, MaestPipeline
-from maest.model import TOKEN_NAMES, pool_tokens
-
-TOKEN_LETTERS = {"c": "cls", "d": "dist", "a": "avg"}
+from maest.model import TOKEN_NAMES, parse_tokens, pool_tokens  # parse_tokens: importable here as before
 
 
 class FeatureCacheError(RuntimeError):
     """A feature cache folder was written with different settings, or a track's features are absent."""
-
-
-def parse_tokens(spec: str | Sequence[str]) -> tuple[str, ...]:
-    """``"cda"`` or ``"cls,dist"`` or ``("cls",)`` -> token names, in order."""
-    if isinstance(spec, str):
-        parts = [p for p in spec.split(",") if p] if ("," in spec or spec in TOKEN_NAMES) else list(spec)
-    else:
-        parts = list(spec)
-    names = tuple(TOKEN_LETTERS.get(p, p) for p in parts)
-    bad = [n for n in names if n not in TOKEN_NAMES]
-    if bad or not names:
-        raise ValueError(f"unknown token spec {spec!r}; use letters c/d/a (e.g. 'cda') or names {TOKEN_NAMES}")
-    return names
 
 
 def token_letters(names: Sequence[str]) -> str:
