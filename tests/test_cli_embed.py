@@ -22,8 +22,8 @@ from maest import extraction
 from maest.checkpoints import save_native
 from maest.cli import app
 from maest.configs import MaestConfig
-from maest.extraction import OutputCollisionError, SettingsMismatchError, extract, read_table
-from maest.inference import load_model
+from maest.extraction import OutputCollisionError, SettingsMismatchError, extract, read_table, resume
+from maest.inference import EmbedOptions, load_model
 from maest.model import Maest
 
 LABELS = ["Rock---Punk", "Electronic---Techno", "Jazz---Bop", "Pop---Ballad", "Classical---Baroque"]
@@ -231,8 +231,10 @@ def test_tags_come_in_input_order_although_tracks_finish_out_of_order(audio_dir,
     assert results[1][1] is None and "empty" in results[1][2]
     for path, probabilities, _ in results[2:]:
         np.testing.assert_allclose(probabilities, pipeline.predict(path), atol=1e-5)
+    options = EmbedOptions(blocks=None)
+    batcher = pipeline.batcher(pipeline.tagger(options), options, batch_size=2)
     finished = [Path(item.path).name for item, _, _ in extraction.process(
-        pipeline, extraction.find_audio(paths)[0], "tag", extraction.EmbedOptions(blocks=None), batch_size=2)]
+        extraction.find_audio(paths)[0], batcher, pipeline.decoder)]
     assert finished != clips  # the reordering above is real work, not the natural order
 
 
@@ -313,13 +315,13 @@ def test_shards_starting_together_both_claim_the_output_folder(tmp_path, pipelin
         barrier.wait()  # both writers have opened their partial file before either renames it
         return dumps(*args, **kwargs)
 
-    monkeypatch.setattr(extraction.json, "dumps", dumps_in_step)
-    settings = extraction._settings(pipeline, "tiny", extraction.EmbedOptions(blocks=2), False, "npy")
+    monkeypatch.setattr(resume.json, "dumps", dumps_in_step)
+    settings = extraction.run_settings("tiny", pipeline.config.segment_frames, EmbedOptions(blocks=2), False, "npy")
     errors = []
 
     def claim():
         try:
-            extraction._check_settings(tmp_path, settings)
+            extraction.check_settings(tmp_path, settings)
         except Exception as error:  # noqa: BLE001 - collected for the assertion below
             errors.append(error)
 
