@@ -349,3 +349,20 @@ def test_long_track_names_are_written_and_unwritable_outputs_are_reported(tmp_pa
     failures = (out / "failures.tsv").read_text()
     assert long_au.name in failures and "cannot write its output" in failures
     assert not list(out.rglob("*.partial"))
+
+
+def test_a_subset_rerun_keeps_earlier_failures_and_a_fixed_file_leaves_them(collection, tmp_path, audio_dir, pipeline):
+    from maest.failures import read_failures
+
+    out = tmp_path / "out"
+    extract([collection], out, pipeline, blocks=2, progress=False)
+    first = read_failures(out / "failures.tsv")
+    assert sorted(Path(p).name for p in first) == sorted(BAD_CLIPS)
+    extract([collection / "b"], out / "b", pipeline, blocks=2, progress=False)  # another folder: untouched
+    extract([next(collection.rglob("menu_0.5s_44k_stereo.wav"))], out, pipeline, blocks=2, progress=False)
+    assert read_failures(out / "failures.tsv") == first  # a subset rerun does not erase them
+    fixed = next(collection.rglob("empty.wav"))
+    shutil.copy(audio_dir / "menu_0.5s_44k_stereo.wav", fixed)
+    summary = extract([collection], out, pipeline, blocks=2, progress=False)
+    assert summary.failed == len(BAD_CLIPS) - 1
+    assert set(read_failures(out / "failures.tsv")) == set(first) - {str(fixed)}
