@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from maest.batching import TrackResult
 from maest.extraction.files import check_collisions, find_audio, shard_suffix, take_shard
 from maest.extraction.resume import check_settings, model_name, pending_items, run_settings
 from maest.extraction.sinks import FATAL_WRITE_ERRORS, FORMATS, Format, Sink, open_sink
@@ -49,7 +50,7 @@ def failures_path(output_dir: Path, suffix: str = "") -> Path:
     return output_dir / (Path(FAILURES_FILE).stem + suffix + ".tsv")
 
 
-def write_result(sink: Sink, key: str, result, summary: ExtractSummary, path: str) -> None:
+def write_result(sink: Sink, key: str, result: TrackResult, summary: ExtractSummary, path: str) -> None:
     """Hand one result to the sink and count it; an output that cannot be written fails that track
     only, unless the whole folder is unwritable (disk full, read-only), which stops the run."""
     try:
