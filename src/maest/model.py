@@ -236,6 +236,30 @@ class Maest(nn.Module):
         return x
 
     # -- token sequence -> outputs ------------------------------------------------------------
+    def forward_intermediates(
+        self,
+        mel: torch.Tensor,
+        blocks: Sequence[int],
+        patchout_time: int = 1,
+        patchout_freq: Sequence[int] = (),
+    ) -> list[torch.Tensor]:
+        """Tokens after each of ``blocks`` (0: after the embedding), in the order asked, no final norm.
+
+        One pass that stops at the deepest requested block (timm's ``forward_intermediates``), so a
+        block sweep costs one forward, not one per block. The only walker over the blocks.
+        """
+        depth = self.config.depth
+        wanted = [int(b) for b in blocks]
+        if not wanted or any(not 0 <= b <= depth for b in wanted):
+            raise ValueError(f"blocks must be in 0..{depth}, got {list(blocks)}")
+        x = self.embed(mel, patchout_time, patchout_freq)
+        taken = {0: x} if 0 in wanted else {}  # only requested ones are kept: no extra activations held
+        for index, block in enumerate(self.blocks[: max(wanted)], start=1):
+            x = block(x)
+            if index in wanted:
+                taken[index] = x
+        return [taken[b] for b in wanted]
+
     def forward_features(
         self,
         mel: torch.Tensor,
@@ -252,10 +276,7 @@ class Maest(nn.Module):
         blocks = depth if blocks is None else blocks
         if not 0 <= blocks <= depth:
             raise ValueError(f"blocks must be in 0..{depth}, got {blocks}")
-        x = self.embed(mel, patchout_time, patchout_freq)
-        for block in self.blocks[:blocks]:
-            x = block(x)
-        return x
+        return self.forward_intermediates(mel, [blocks], patchout_time, patchout_freq)[0]
 
     def head_features(self, tokens: torch.Tensor) -> torch.Tensor:
         """Final norm, then the mean of the cls and dist tokens: the input of the classifier."""

@@ -253,7 +253,7 @@ def measure_throughput(pipeline, block: int, settings: Sequence[tuple[int, Seque
             torch.cuda.synchronize()
 
     best = [0.0] * len(settings)
-    with torch.inference_mode(), pipeline._autocast():
+    with torch.inference_mode(), pipeline.autocast():
         for t, f in settings:  # warm-up
             pipeline.model.forward_features(mel, block, t, f)
         for _ in range(rounds):
