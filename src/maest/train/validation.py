@@ -28,8 +28,8 @@ class TrackSegments(MelCrops):
     """
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        if not isinstance(index, int):
-            raise TypeError(f"TrackSegments is indexed by track, got {index!r}")
+        if isinstance(index, tuple):
+            raise TypeError(f"TrackSegments is indexed by track (validation), not by (epoch, track): {index!r}")
         mel = self.store.read(int(self.rows[index]))
         if mel.shape[1] < MIN_FRAMES:
             mel = np.pad(mel, ((0, 0), (0, MIN_FRAMES - mel.shape[1])))
