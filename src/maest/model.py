@@ -283,6 +283,15 @@ class Maest(nn.Module):
         x = self.norm(tokens)
         return (x[:, 0] + x[:, 1]) / 2
 
+    def token_logits(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits of the cls token (``head``) and of the dist token (``head_dist``), after the final norm.
+
+        Teacher-student training fits these separately (the original code's "separated" heads);
+        ``forward`` keeps the published output, ``head`` on the mean of both tokens.
+        """
+        x = self.norm(tokens)
+        return self.head(x[:, 0]), self.head_dist(x[:, 1])
+
     def forward(self, mel: torch.Tensor, patchout_time: int = 1, patchout_freq: Sequence[int] = ()) -> torch.Tensor:
         """Logits ``(B, num_classes)``; probabilities are their sigmoid."""
         return self.head(self.head_features(self.forward_features(mel, None, patchout_time, patchout_freq)))

@@ -20,6 +20,7 @@ from maest.train.config import ConfigError, TrainConfig, save_config
 from maest.train.data import MelDataModule
 from maest.train.module import MaestTraining
 from maest.train.network import architecture, build_network
+from maest.train.teacher import load_teacher
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,9 @@ def train(config: TrainConfig, callbacks: list[Callback] | None = None) -> Path:
     arch = architecture(config, datamodule.labels, datamodule.mean, datamodule.std)
     datamodule.segment_frames = arch.segment_frames
     net = build_network(config, datamodule.labels, datamodule.mean, datamodule.std, initialise=resume is None)
-    module = MaestTraining(config, net)
+    # The teacher (teacher-student training) is reloaded from the config on every start, resume included.
+    teacher = load_teacher(config, datamodule.labels, arch.segment_frames) if config.model.teacher else None
+    module = MaestTraining(config, net, teacher)
     trainer = make_trainer(config, callbacks)
     if trainer.is_global_zero:
         save_config(config, run_dir / "config.yaml")
