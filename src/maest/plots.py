@@ -231,6 +231,11 @@ def head_top_labels(head: "LabelHead", embeddings: np.ndarray) -> list[str]:
     return [str(head.labels[i]) for i in probabilities.argmax(axis=1)]
 
 
+def embedding_blocks(pipeline: "MaestPipeline") -> int | None:
+    """Blocks of the default embedding: the paper's block 7, or every block of a shallower model (None: EffNet)."""
+    return None if pipeline.is_effnet else min(7, pipeline.config.depth)
+
+
 def segment_probabilities(
     pipeline: "MaestPipeline", audio_path: str | os.PathLike, head: "LabelHead | None" = None,
     overlap: float = 0.5,
@@ -243,7 +248,7 @@ def segment_probabilities(
     from maest.inference import EmbedOptions
 
     mel, duration = pipeline.mel(audio_path)
-    mode, options = ("tag", EmbedOptions(blocks=None, overlap=overlap)) if head is None else ("embed", EmbedOptions(overlap=overlap))
+    mode, options = ("tag", EmbedOptions(blocks=None, overlap=overlap)) if head is None else ("embed", EmbedOptions(embedding_blocks(pipeline), overlap=overlap))
     # seam: inference core
     (_, result), = pipeline.run_tracks([(0, mel, duration)], mode, options)
     outputs = result.outputs if head is None else np.asarray(head.predict(result.outputs), dtype=np.float32)
