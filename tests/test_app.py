@@ -129,3 +129,29 @@ def test_collection_resolves_embedding_keys_to_audio(setup):
     assert collection.resolve("low/low_0.npy") == music / "low" / "low_0.wav"
     view = Collection(index, pipeline).open("low/low_0.wav")  # no audio root: neighbours, and a note
     assert view.audio is None and "--audio-root" in view.note and len(view.neighbours) == 5
+
+
+def test_serve_binds_locally_and_warns_for_other_hosts(setup, tmp_path, capsys):
+    from maest.app import server
+
+    pipeline = setup[0]
+    port = free_port()
+    app = server.serve(pipeline, index_dir=tmp_path / "no-index", port=port, max_upload_mb=3, block=False)
+    try:
+        assert app.local_url.startswith(f"http://127.0.0.1:{port}") and app.max_file_size == 3 * 1024 * 1024
+        texts = [c.get("props", {}).get("value") for c in app.config["components"]]
+        assert any(isinstance(t, str) and "No index at" in t for t in texts)  # shown in the Collection tab
+    finally:
+        app.close()
+    err = capsys.readouterr().err
+    assert "No index at" in err and "no authentication" not in err  # 127.0.0.1: no warning
+
+    calls = []
+
+    class Recorder:
+        def launch(self, **kwargs):
+            calls.append(kwargs)
+
+    server.launch(Recorder(), host="0.0.0.0", port=1234, block=False)
+    assert calls[0]["server_name"] == "0.0.0.0" and calls[0]["share"] is False
+    assert "no authentication" in capsys.readouterr().err

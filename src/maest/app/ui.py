@@ -21,6 +21,7 @@ except ImportError as error:  # pragma: no cover - depends on the install
     raise ImportError("the web app needs gradio: pip install 'maest[app]'") from error
 
 from maest.app.protocols import LabelHead, TrackIndex  # noqa: E402
+from maest.plots import embedding_blocks  # noqa: E402
 from maest.app.service import AppInputError, Collection, TagReport, Tagger, TrackView  # noqa: E402
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 INTRO = """# maest
 Drop a music file below to see its Discogs styles: the top styles, how they move through the track
-(one column per segment), and the embedding the model computes (block 7, cls+dist+avg) to download."""
+(one column per segment), and the embedding the model computes to download."""
 NO_INDEX = ("No collection index was given. Build one with `maest index build EMBEDDINGS -o INDEX/` and start "
             "the app with `maest serve --index INDEX/ --audio-root MUSIC/` to browse it here.")
 STYLE_HEADERS = ["rank", "style", "probability"]
@@ -88,7 +89,9 @@ def build_app(pipeline: "MaestPipeline", index: TrackIndex | None = None, head: 
                                 interactive=False, elem_id="timeline")
             head_table = gr.Dataframe(headers=HEAD_HEADERS, label="Your head's labels (on: above its threshold)",
                                       interactive=False, visible=head is not None, elem_id="head-table")
-            embedding = gr.File(label="Embedding (.npy, block 7, cls+dist+avg)", interactive=False,
+            blocks = embedding_blocks(pipeline)
+            spec = f"block {blocks}, cls+dist+avg" if blocks else "EffNet penultimate layer"
+            embedding = gr.File(label=f"Embedding (.npy, {spec})", interactive=False,
                                 elem_id="embedding")
             outputs = [status, styles, style_table, timeline, head_table, embedding]
             upload.upload(tag_upload, inputs=upload, outputs=outputs, api_name="tag_upload")
