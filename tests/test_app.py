@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -58,6 +57,8 @@ def test_tag_upload_returns_styles_timeline_head_and_embedding(setup, client, tm
     assert head_table["data"][0][0] == "low" and head_table["data"][0][2] == "yes"  # its own class, on
     assert Path(timeline["path"]).suffix == ".png" and Path(embedding["path"]).suffix == ".npy"
     assert upload.exists()  # the client's file is untouched; the server's copy is what gets removed
+    again = client.predict(gradio_client.handle_file(str(upload)), api_name="/tag_upload")  # same file again
+    assert again[2]["data"] == table["data"]
 
 
 def test_tag_path_equals_upload(setup, client):
@@ -120,6 +121,17 @@ def test_upload_is_processed_in_a_private_folder_and_removed(setup, tmp_path):
     assert tracks[1].exists() and picked.styles == report.styles  # a picked path is never moved
     with pytest.raises(AppInputError, match="No such file"):
         tagger.tag(tmp_path / "missing.wav", uploaded=False)
+
+
+@pytest.mark.parametrize("name", ["empty.wav", "not_audio.mp3", "truncated_techbattle.ogg"])
+def test_real_bad_files_tag_or_give_a_clear_message(setup, audio_dir, tmp_path, name):
+    tagger = Tagger(setup[0], max_upload_mb=5, output_dir=tmp_path / "out")
+    try:
+        report = tagger.tag(audio_dir / name, uploaded=False)
+    except AppInputError as error:
+        assert str(error).startswith(f"Cannot read {name} as audio (")
+    else:  # a truncated file decodes up to where it breaks
+        assert report.styles and report.duration > 0
 
 
 def test_collection_resolves_embedding_keys_to_audio(setup):

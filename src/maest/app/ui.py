@@ -21,8 +21,8 @@ except ImportError as error:  # pragma: no cover - depends on the install
     raise ImportError("the web app needs gradio: pip install 'maest[app]'") from error
 
 from maest.app.protocols import LabelHead, TrackIndex  # noqa: E402
-from maest.plots import embedding_blocks  # noqa: E402
 from maest.app.service import AppInputError, Collection, TagReport, Tagger, TrackView  # noqa: E402
+from maest.plots import embedding_blocks  # noqa: E402
 
 if TYPE_CHECKING:
     from maest.inference import MaestPipeline
