@@ -32,7 +32,7 @@ def _check_type(owner: str, name: str, value: Any, kind: type) -> None:
     else:
         ok = isinstance(value, kind)
     if not ok:
-        wanted = "a finite number" if kind is float else f"a {kind.__name__}"
+        wanted = "a finite number" if kind is float else ("an int" if kind is int else f"a {kind.__name__}")
         raise ConfigValueError(f"{owner}.{name} must be {wanted}, got {value!r} ({type(value).__name__})")
 
 

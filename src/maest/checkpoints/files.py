@@ -17,6 +17,8 @@ from maest.checkpoints.errors import CheckpointError, one_line
 
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default container
 PICKLE_MAGIC = b"\x80"  # pickle protocol 2+ (torch.save(..., _use_new_zipfile_serialization=False))
+# Errors about reaching the file, not its bytes (torch reports a cut zip as OSError EINVAL).
+UNREADABLE = (PermissionError, IsADirectoryError, FileNotFoundError)
 
 
 def _not_safetensors(path: Path, error: BaseException) -> CheckpointError:
@@ -44,7 +46,7 @@ def safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
     try:
         with safe_open(str(path), framework="pt") as f:
             return dict(f.metadata() or {})
-    except OSError as error:
+    except UNREADABLE as error:
         raise CheckpointError(f"cannot read {path}: {one_line(error)}") from error
     except Exception as error:  # safetensors raises its own SafetensorError and plain Exceptions
         raise _not_safetensors(path, error) from error
@@ -57,7 +59,7 @@ def load_safetensors(path: str | os.PathLike, map_location: str | torch.device =
     path = Path(path)
     try:
         return load_file(str(path), device=str(map_location))
-    except OSError as error:
+    except UNREADABLE as error:
         raise CheckpointError(f"cannot read {path}: {one_line(error)}") from error
     except Exception as error:
         raise _not_safetensors(path, error) from error
@@ -75,7 +77,7 @@ def read_file(path: str | os.PathLike, map_location: str | torch.device = "cpu")
         raise CheckpointError(f"{path} is empty (0 bytes); download or save it again")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
-    except OSError as error:
+    except UNREADABLE as error:
         raise CheckpointError(f"cannot read {path}: {one_line(error)}") from error
     except Exception as error:
         raise _unreadable_torch_file(path, head, error) from error
