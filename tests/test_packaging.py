@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import tomllib
+import pytest
 from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.version import Version
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
