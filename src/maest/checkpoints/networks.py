@@ -3,7 +3,7 @@ native format and training checkpoints record as ``"type"``: one table instead o
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 from torch import nn
 
@@ -12,7 +12,7 @@ from maest.configs import ConfigValueError, MaestConfig
 from maest.effnet import EffNet, EffNetConfig
 from maest.model import Maest
 
-Network = Union[Maest, EffNet]
+Network = Maest | EffNet  # what load_checkpoint returns
 NETWORK_TYPES: dict[str, tuple[type[nn.Module], type]] = {"maest": (Maest, MaestConfig), "effnet": (EffNet, EffNetConfig)}
 
 
