@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -44,44 +43,14 @@ def export_command(
     typer.echo(f"wrote {written}")
 
 
-# fallback until maest.list_models() lands
-@dataclass(frozen=True)
-class _PublishedInfo:
-    name: str
-    segment_seconds: int
-    num_classes: int
-    init: str
-    hub_id: str
-    cached: bool
-
-
-# fallback until maest.list_models() lands
-def _fallback_list_models() -> list[_PublishedInfo]:
-    from maest.checkpoints import cache_dir
-    from maest.configs import PUBLISHED
-
-    def cached(folder: Path) -> bool:
-        weights = ("model.safetensors", "pytorch_model.bin")
-        return (folder / "config.json").is_file() and any((folder / name).is_file() for name in weights)
-
-    return [_PublishedInfo(m.name, m.segment_seconds, m.num_classes, m.init, m.hub_id, cached(cache_dir() / m.name))
-            for m in PUBLISHED.values()]
-
-
-def _published() -> list[Any]:
-    import maest
-
-    list_models = getattr(maest, "list_models", None)
-    return list_models() if list_models is not None else _fallback_list_models()
-
-
 def models_command() -> None:
     """List the published models: segment length, classes, initialisation, and whether the weights are cached."""
-    from maest.checkpoints import cache_dir
+    import maest
+    from maest.registry import cache_dir
 
     header = ("name", "segment", "classes", "init", "cached")
     rows = [(m.name, f"{m.segment_seconds} s", str(m.num_classes), m.init, "yes" if m.cached else "no")
-            for m in _published()]
+            for m in maest.list_models()]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())

@@ -24,7 +24,7 @@ import numpy as np
 from maest.atomic import atomic_write, atomic_write_text
 from maest.evaluate.datasets import Dataset, MissingAudioError, check_audio, drop_paths, load_dataset
 from maest.evaluate.features import FeatureSet, extract_features, parse_tokens, token_letters
-from maest.evaluate.metrics import markdown_table
+from maest.metrics import markdown_table
 from maest.evaluate.probe import ProbeConfig, ProbeData, append_jsonl, get_protocol, read_jsonl, train_probe
 
 DEFAULT_BLOCKS = tuple(range(5, 13))

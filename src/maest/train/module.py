@@ -13,7 +13,7 @@ from torch import nn
 
 from maest.train.augment import SpecAugment, mixup
 from maest.train.config import ConfigError, TrainConfig
-from maest.evaluate.metrics import macro_scores
+from maest.metrics import macro_scores
 from maest.train.schedule import schedule_for
 from maest.train.swa import averaged_copy, swa_due, update_average
 from maest.train.teacher import teacher_probabilities, teacher_student_loss

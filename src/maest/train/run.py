@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from maest.effnet import EffNet, save_effnet
+from maest.effnet import EffNet
 from maest.train.config import ConfigError, TrainConfig, save_config
 from maest.train.data import MelDataModule
 from maest.train.module import MaestTraining
@@ -43,7 +43,7 @@ def export_weights(module: MaestTraining, run_dir: Path) -> dict[str, Path]:
     paths = {}
     for which, net in module.export_networks().items():
         path = export_path(run_dir, which, net)
-        (save_effnet if isinstance(net, EffNet) else save_native)(net, path)
+        save_native(net, path)  # MAEST or EffNet: the native format records the type
         paths[which] = path
     return paths
 
