@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from maest.cli import app as app_commands
 from maest.cli import data, evaluate, inference, train, weights
 
 app = typer.Typer(
@@ -48,6 +49,7 @@ app.command("train")(train.train_command)
 app.command("demo-data")(data.demo_data_command)
 app.command("export")(weights.export_command)
 app.command("models")(weights.models_command)
+app.command("serve")(app_commands.serve_command)
 app.add_typer(evaluate.experiment_app, name="experiment")
 
 
