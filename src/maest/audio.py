@@ -4,7 +4,7 @@ WAV/FLAC/Ogg/MP3 (and anything else libsndfile reads) go through soundfile, whic
 window (``offset``/``duration``) decodes only that window. Other containers (m4a/AAC, Opus, WebM,
 WMA, ...) go through PyAV (FFmpeg), which seeks to a packet half a second before the window (decoder
 pre-roll) and drops the samples before it. Channels are averaged (for both readers); resampling
-uses soxr's high-quality mode. Every failure is an :class:`AudioDecodeError` naming the file and
+is Essentia's loader's (libsamplerate sinc_medium, :mod:`maest.resample`) or soxr's. Every failure is an :class:`AudioDecodeError` naming the file and
 the reason.
 """
 
@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from maest import resample as resampling
 
 SOUNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".aifc", ".au", ".w64", ".caf"}
 AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS | {
@@ -196,8 +198,12 @@ def load(
     sample_rate: int = 16000,
     offset: float | None = None,
     duration: float | None = None,
+    resampler: str | None = None,
 ) -> np.ndarray:
     """Decode ``path`` to float32 mono at ``sample_rate`` Hz.
+
+    ``resampler``: ``"essentia"`` (libsamplerate's sinc_medium, the published models' training
+    input) or ``"soxr"`` (maest's resampler before); None reads ``maest.resample.DEFAULT_RESAMPLER``.
 
     ``offset`` and ``duration`` (seconds) select a window; only that window is decoded where the
     format can seek. Raises :class:`AudioDecodeError` for missing, empty, truncated or non-audio
@@ -233,23 +239,18 @@ def load(
             errors.append(f"ffmpeg: {error}")
             raise AudioDecodeError(path, "not a readable audio file (" + "; ".join(errors) + ")") from None
 
-    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    mono = resampling.downmix(data)
     if mono.size == 0:
         what = "no samples in the requested window" if offset else "zero audio samples"
         raise AudioDecodeError(path, what)
     if not np.all(np.isfinite(mono)):
         raise AudioDecodeError(path, "decoded samples contain NaN or infinity")
-    resampled = resample(mono, rate, sample_rate)
+    resampled = resample(mono, rate, sample_rate, resampler)
     if resampled.size == 0:  # e.g. one sample at 44.1 kHz
         raise AudioDecodeError(path, f"{mono.size} sample(s) at {rate} Hz is shorter than one sample at {sample_rate} Hz")
     return resampled
 
 
-def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
-    """Mono float32 resampling with soxr's high-quality mode (identity when rates match)."""
-    audio = np.ascontiguousarray(audio, dtype=np.float32)
-    if from_rate == to_rate:
-        return audio
-    import soxr
-
-    return soxr.resample(audio, from_rate, to_rate, quality="HQ").astype(np.float32, copy=False)
+def resample(audio: np.ndarray, from_rate: int, to_rate: int, resampler: str | None = None) -> np.ndarray:
+    """Mono float32 resampling; see :func:`maest.resample.resample` (identity when rates match)."""
+    return resampling.resample(audio, from_rate, to_rate, resampler)
