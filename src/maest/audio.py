@@ -4,8 +4,8 @@ WAV/FLAC/Ogg/MP3 (and anything else libsndfile reads) go through soundfile, whic
 window (``offset``/``duration``) decodes only that window. Other containers (m4a/AAC, Opus, WebM,
 WMA, ...) go through PyAV (FFmpeg), which seeks to a packet half a second before the window (decoder
 pre-roll) and drops the samples before it. Channels are averaged (for both readers); resampling
-is Essentia's loader's (libsamplerate sinc_medium, :mod:`maest.resample`) or soxr's. Every failure is an :class:`AudioDecodeError` naming the file and
-the reason.
+is Essentia's loader's (libsamplerate sinc_medium, :mod:`maest.resample`) or soxr's. Every
+failure is an :class:`AudioDecodeError` naming the file and the reason.
 """
 
 from __future__ import annotations
