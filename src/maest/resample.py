@@ -36,6 +36,9 @@ _FP_ONE = 1 << _SHIFT_BITS
 # Blocks of outputs per conv1d step hold at least this many phases, so tiny ratios (1/3) still
 # give the convolution enough output channels to run fast.
 _MIN_PHASES = 64
+# Output-time shifts (the drift of Essentia's float32 ratio) are taken from a grid of this many
+# steps per input sample; the first-order correction covers the rest (at most 1/64 sample).
+_SHIFT_STEPS = 64
 
 
 class UnknownResamplerError(ValueError):
@@ -47,21 +50,17 @@ class UnknownResamplerError(ValueError):
 
 @dataclass(frozen=True)
 class PolyphaseFilter:
-    """libsamplerate's sinc_medium taps for one ratio, laid out for a strided conv1d.
+    """libsamplerate's sinc_medium taps for ``up`` outputs per ``down`` inputs, for a strided conv1d.
 
-    ``up`` outputs per ``down`` inputs (after blocking); each group is ``(first_phase, offset,
-    weight)``: ``weight`` is ``(phases, 1, span)`` and the group's outputs of block ``m`` read
-    inputs ``down * m + offset + [0, span)``.
+    Each group is ``(first_phase, offset, weight)``: ``weight`` is ``(phases, 1, span)`` and the
+    group's outputs of block ``m`` read inputs ``down * m + offset + [0, span)``. ``slope`` holds,
+    per group, the taps stacked over their derivative with respect to the output time.
     """
 
     up: int
     down: int
-    ratio_up: int
-    ratio_down: int
     groups: tuple[tuple[int, int, torch.Tensor], ...]
-
-    def output_length(self, samples: int) -> int:
-        return samples * self.ratio_up // self.ratio_down
+    slope: tuple[torch.Tensor, ...]
 
 
 @lru_cache(maxsize=1)
@@ -69,86 +68,155 @@ def _table() -> np.ndarray:
     return np.load(_TABLE_PATH).astype(np.float64)
 
 
-def _phase_taps(up: int, down: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per phase: base input index, data offsets ``d`` and taps ``(up, len(d))`` (zero outside)."""
+def _phase_taps(up: int, down: int, ratio: float, shift: float, offsets: np.ndarray) -> np.ndarray:
+    """Taps ``(up, len(offsets))`` of output phase ``p`` at input time ``p * down / up + shift``.
+
+    ``offsets`` are input positions relative to ``floor(p * down / up)``; taps are zero outside
+    the filter. ``ratio`` (output/input) sets the filter's scale, as libsamplerate's src_ratio.
+    """
     table = _table()
     max_index = (len(table) - 2) << _SHIFT_BITS  # libsamplerate's coeff_half_len in fixed point
-    float_increment = _INDEX_INC * min(up / down, 1.0)
+    float_increment = _INDEX_INC * min(ratio, 1.0)
     increment = int(np.rint(float_increment * _FP_ONE))
     phases = np.arange(up, dtype=np.int64)
-    base = phases * down // up
-    fraction = (phases * down % up) / up
-    start = np.rint(fraction * float_increment * _FP_ONE).astype(np.int64)
-    reach = max_index // increment + 1
-    offsets = np.arange(-reach, reach + 2, dtype=np.int64)
-    # Left half (inputs at or before the output time): start + j * increment for input base - j;
-    # right half (after it): j * increment - start for input base + j, j >= 1.
-    index = np.where(offsets <= 0, start[:, None] - offsets * increment, offsets * increment - start[:, None])
-    valid = (index <= max_index) & np.where(offsets <= 0, index >= 0, index > 0)
+    position = (phases * down % up) / up + shift  # output time past floor(p * down / up)
+    whole = np.floor(position).astype(np.int64)
+    start = np.rint((position - whole) * float_increment * _FP_ONE).astype(np.int64)
+    data = offsets[None, :] - whole[:, None]  # input relative to the sample at or before the output
+    # Left half (inputs at or before the output time): start + j * increment for input -j;
+    # right half (after it): j * increment - start for input j >= 1.
+    index = np.where(data <= 0, start[:, None] - data * increment, data * increment - start[:, None])
+    valid = (index <= max_index) & np.where(data <= 0, index >= 0, index > 0)
     index = np.clip(index, 0, max_index)
-    whole, fine = index >> _SHIFT_BITS, (index & (_FP_ONE - 1)) / _FP_ONE
-    taps = table[whole] + fine * (table[whole + 1] - table[whole])
-    return base, offsets, np.where(valid, taps, 0.0) * (float_increment / _INDEX_INC)
+    entry, fine = index >> _SHIFT_BITS, (index & (_FP_ONE - 1)) / _FP_ONE
+    taps = table[entry] + fine * (table[entry + 1] - table[entry])
+    return np.where(valid, taps, 0.0) * (float_increment / _INDEX_INC)
 
 
-@lru_cache(maxsize=32)
-def sinc_medium_filter(from_rate: int, to_rate: int) -> PolyphaseFilter:
-    """The polyphase layout of libsamplerate's sinc_medium for ``from_rate -> to_rate`` (cached)."""
-    if from_rate <= 0 or to_rate <= 0 or int(from_rate) != from_rate or int(to_rate) != to_rate:
-        raise ValueError(f"sample rates must be positive integers, got {from_rate} -> {to_rate}")
-    common = gcd(int(from_rate), int(to_rate))
-    ratio_up, ratio_down = int(to_rate) // common, int(from_rate) // common
-    base, offsets, taps = _phase_taps(ratio_up, ratio_down)
-    blocks = -(-_MIN_PHASES // ratio_up)  # repeat the phases over several periods for tiny ``up``
-    up, down = ratio_up * blocks, ratio_down * blocks
-    base = (np.arange(blocks)[:, None] * ratio_down + base[None, :]).reshape(-1)
-    taps = np.tile(taps, (blocks, 1))
-    used = np.flatnonzero(np.any(taps != 0, axis=0))
-    offsets, taps = offsets[used[0] : used[-1] + 1], taps[:, used[0] : used[-1] + 1]
-    # Phases per group: the group's span (its inputs) is then about twice one phase's taps.
-    per_group = int(min(up, max(8, round(len(offsets) * ratio_up / ratio_down))))
+def _layout(up: int, down: int, taps: np.ndarray, offsets: np.ndarray, per_group: int) -> list[tuple[int, int, np.ndarray]]:
+    """Cut phases into groups of ``per_group``, each a dense ``(phases, span)`` kernel."""
+    base = np.arange(up, dtype=np.int64) * down // up
     groups = []
     for first in range(0, up, per_group):
-        rows = slice(first, min(up, first + per_group))
+        rows = np.arange(first, min(up, first + per_group))
         low = int(base[rows].min() + offsets[0])
         span = int(base[rows].max() + offsets[-1]) - low + 1
-        weight = np.zeros((rows.stop - first, span), np.float32)
-        for row, phase in enumerate(range(rows.start, rows.stop)):
-            begin = base[phase] + offsets[0] - low
-            weight[row, begin : begin + len(offsets)] = taps[phase]
-        groups.append((first, low, torch.from_numpy(weight)[:, None, :]))
-    return PolyphaseFilter(up, down, ratio_up, ratio_down, tuple(groups))
+        weight = np.zeros((len(rows), span), np.float32)
+        columns = (base[rows] + offsets[0] - low)[:, None] + np.arange(len(offsets))[None, :]
+        weight[np.arange(len(rows))[:, None], columns] = taps[rows]
+        groups.append((first, low, weight))
+    return groups
 
 
-def sinc_medium(waveform: torch.Tensor, from_rate: int, to_rate: int) -> torch.Tensor:
+@lru_cache(maxsize=256)
+def sinc_medium_filter(from_rate: int, to_rate: int, ratio: float, shift: float = 0.0) -> PolyphaseFilter:
+    """The polyphase layout of sinc_medium for ``from_rate -> to_rate`` at ``ratio``, output times
+    moved by ``shift`` input samples (cached: shifts come from a grid of ``_SHIFT_STEPS``)."""
+    common = gcd(from_rate, to_rate)
+    ratio_up, ratio_down = to_rate // common, from_rate // common
+    blocks = -(-_MIN_PHASES // ratio_up)  # repeat the phases over several periods for tiny ``up``
+    up, down = ratio_up * blocks, ratio_down * blocks
+    half = (len(_table()) - 2) / (_INDEX_INC * min(ratio, 1.0))  # filter half-length in inputs
+    offsets = np.arange(-int(half) - 2, int(half) + 4, dtype=np.int64)
+    taps = _phase_taps(up, down, ratio, shift, offsets)
+    # Derivative of the taps with respect to the output time, by a central difference over a
+    # small step (many table entries wide, so it follows the smooth windowed sinc).
+    step = 1.0 / 256
+    slope = (_phase_taps(up, down, ratio, shift + step, offsets) - _phase_taps(up, down, ratio, shift - step, offsets)) / (2 * step)
+    used = np.flatnonzero(np.any(taps != 0, axis=0) | np.any(slope != 0, axis=0))
+    offsets, taps, slope = offsets[used[0] : used[-1] + 1], taps[:, used[0] : used[-1] + 1], slope[:, used[0] : used[-1] + 1]
+    # Phases per group: the group's span (its inputs) is then about twice one phase's taps.
+    per_group = int(min(up, max(8, round(len(offsets) * ratio_up / ratio_down))))
+    groups = _layout(up, down, taps, offsets, per_group)
+    slopes = _layout(up, down, slope, offsets, per_group)
+    return PolyphaseFilter(
+        up, down,
+        tuple((first, low, torch.from_numpy(w)[:, None, :]) for first, low, w in groups),
+        tuple(torch.from_numpy(np.concatenate([w, v]))[:, None, :] for (_, _, w), (_, _, v) in zip(groups, slopes)),
+    )
+
+
+def essentia_ratio(from_rate: int, to_rate: int) -> float:
+    """The ratio Essentia's Resample hands libsamplerate: ``to/from`` divided in float32.
+
+    Its output times drift from the exact ``k * from / to`` by about 1e-7 input samples per output
+    (0.015 samples after 20 s at 22.05 kHz): large enough to move the top mel bands.
+    """
+    return float(np.float32(to_rate) / np.float32(from_rate))
+
+
+def _run(padded: torch.Tensor, left: int, filt: PolyphaseFilter, first_block: int, blocks: int, moved: int, with_slope: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Blocks ``[first_block, first_block + blocks)`` of the filter's outputs, inputs moved by ``moved``.
+
+    With ``with_slope``, taps and their derivative run as one convolution (twice the channels).
+    """
+    batch = padded.shape[0]
+    out = padded.new_empty(batch, 2 if with_slope else 1, filt.up, blocks)
+    for (first, low, weight), both in zip(filt.groups, filt.slope):
+        start = left + low + moved + first_block * filt.down
+        window = padded[:, :, start : start + (blocks - 1) * filt.down + weight.shape[2]]
+        kernel = both if with_slope else weight
+        result = torch.nn.functional.conv1d(window, kernel.to(padded.device), stride=filt.down)
+        out[:, :, first : first + weight.shape[0]] = result.view(batch, out.shape[1], weight.shape[0], blocks)
+    return out[:, 0], (out[:, 1] if with_slope else None)
+
+
+def sinc_medium(waveform: torch.Tensor, from_rate: int, to_rate: int, ratio: float | None = None) -> torch.Tensor:
     """Resample ``(samples,)`` or ``(batch, samples)`` float waveforms as libsamplerate's sinc_medium.
 
-    float32 on the waveform's device; ``floor(samples * to_rate / from_rate)`` outputs.
+    ``ratio`` is the src_ratio handed to libsamplerate (default: Essentia's, :func:`essentia_ratio`);
+    output ``k`` sits at input time ``k / ratio`` and there are ``floor(samples * ratio)`` outputs.
+    The rational ratio ``to/from`` runs as a polyphase FIR; the drift of ``1/ratio`` from it is
+    followed in chunks: each chunk uses the taps shifted to a grid point near its drift plus a
+    first-order correction (the taps' derivative) for the rest, so every output sits at its own time.
+    float32 on the waveform's device.
     """
     if waveform.ndim not in (1, 2):
         raise ValueError(f"expected (samples,) or (batch, samples), got shape {tuple(waveform.shape)}")
+    if from_rate <= 0 or to_rate <= 0 or int(from_rate) != from_rate or int(to_rate) != to_rate:
+        raise ValueError(f"sample rates must be positive integers, got {from_rate} -> {to_rate}")
+    from_rate, to_rate = int(from_rate), int(to_rate)
     signal = waveform.to(torch.float32)[None] if waveform.ndim == 1 else waveform.to(torch.float32)
     if from_rate == to_rate:
         return signal[0] if waveform.ndim == 1 else signal
-    filt = sinc_medium_filter(from_rate, to_rate)
+    ratio = essentia_ratio(from_rate, to_rate) if ratio is None else float(ratio)
     batch, samples = signal.shape
-    outputs = filt.output_length(samples)
+    outputs = int(np.floor(samples * ratio + 1e-9))
+    filt = sinc_medium_filter(from_rate, to_rate, ratio, 0.0)
     blocks = -(-outputs // filt.up)
     if blocks == 0:
         result = signal.new_zeros(batch, 0)
         return result[0] if waveform.ndim == 1 else result
-    left = -min(low for _, low, _ in filt.groups)
-    needed = left + (blocks - 1) * filt.down + max(low + w.shape[2] for _, low, w in filt.groups)
+    # Drift of the output times from the rational grid, in input samples per output.
+    drift = 1.0 / ratio - filt.down / filt.up
+    total = abs(drift) * blocks * filt.up
+    if total * _SHIFT_STEPS < 0.5:  # never more than half a grid step off: one pass, no chunks
+        chunk_blocks = blocks
+    else:  # chunks over which the drift moves by at most one grid step
+        chunk_blocks = max(1, int(1.0 / (_SHIFT_STEPS * abs(drift) * filt.up)))
+    reach = int(np.ceil(total)) + 2
+    left = -min(low for _, low, _ in filt.groups) + reach
+    right = max(low + w.shape[2] for _, low, w in filt.groups) + reach + 1
+    needed = left + (blocks - 1) * filt.down + right
     signal = signal[:, : needed - left]  # later inputs reach no output
     padded = torch.nn.functional.pad(signal, (left, needed - left - signal.shape[1]))[:, None, :]
-    out = signal.new_empty(batch, filt.up, blocks)
+    pieces = []
     with torch.no_grad():
-        for first, low, weight in filt.groups:
-            start = left + low
-            window = padded[:, :, start : start + (blocks - 1) * filt.down + weight.shape[2]]
-            phases = torch.nn.functional.conv1d(window, weight.to(signal.device), stride=filt.down)
-            out[:, first : first + weight.shape[0]] = phases
-    result = out.transpose(1, 2).reshape(batch, -1)[:, :outputs]
+        for first_block in range(0, blocks, chunk_blocks):
+            count = min(chunk_blocks, blocks - first_block)
+            k = torch.arange(first_block * filt.up, (first_block + count) * filt.up, dtype=torch.float64)
+            moved_by = k * drift  # each output's offset from the rational grid
+            centre = float(moved_by[len(moved_by) // 2]) if len(moved_by) else 0.0
+            grid = round(centre * _SHIFT_STEPS)
+            moved, step = divmod(grid, _SHIFT_STEPS)
+            chunk_filt = sinc_medium_filter(from_rate, to_rate, ratio, step / _SHIFT_STEPS)
+            rest = (moved_by - grid / _SHIFT_STEPS).to(torch.float32).to(signal.device)
+            out, slope = _run(padded, left, chunk_filt, first_block, count, moved, drift != 0)
+            out = out.transpose(1, 2).reshape(batch, -1)
+            if slope is not None:
+                out = out + rest * slope.transpose(1, 2).reshape(batch, -1)
+            pieces.append(out)
+    result = torch.cat(pieces, dim=1)[:, :outputs]
     return result[0] if waveform.ndim == 1 else result
 
 
