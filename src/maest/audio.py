@@ -245,12 +245,14 @@ def load(
         raise AudioDecodeError(path, what)
     if not np.all(np.isfinite(mono)):
         raise AudioDecodeError(path, "decoded samples contain NaN or infinity")
-    resampled = resample(mono, rate, sample_rate, resampler)
+    resampled = resample(mono, rate, sample_rate, resampler, int(round((offset or 0.0) * rate)))
     if resampled.size == 0:  # e.g. one sample at 44.1 kHz
         raise AudioDecodeError(path, f"{mono.size} sample(s) at {rate} Hz is shorter than one sample at {sample_rate} Hz")
     return resampled
 
 
-def resample(audio: np.ndarray, from_rate: int, to_rate: int, resampler: str | None = None) -> np.ndarray:
+def resample(
+    audio: np.ndarray, from_rate: int, to_rate: int, resampler: str | None = None, start_sample: int = 0
+) -> np.ndarray:
     """Mono float32 resampling; see :func:`maest.resample.resample` (identity when rates match)."""
-    return resampling.resample(audio, from_rate, to_rate, resampler)
+    return resampling.resample(audio, from_rate, to_rate, resampler, start_sample)

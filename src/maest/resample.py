@@ -39,6 +39,9 @@ _MIN_PHASES = 64
 # Output-time shifts (the drift of Essentia's float32 ratio) are taken from a grid of this many
 # steps per input sample; the first-order correction covers the rest (at most 1/64 sample).
 _SHIFT_STEPS = 64
+# Phases per conv1d group, in units of the phases one filter length spans: wider groups waste
+# multiplications on zeros, narrower ones give the convolution fewer channels.
+_GROUP_WIDTH = 1.0
 
 
 class UnknownResamplerError(ValueError):
@@ -126,7 +129,7 @@ def sinc_medium_filter(from_rate: int, to_rate: int, ratio: float, shift: float 
     used = np.flatnonzero(np.any(taps != 0, axis=0) | np.any(slope != 0, axis=0))
     offsets, taps, slope = offsets[used[0] : used[-1] + 1], taps[:, used[0] : used[-1] + 1], slope[:, used[0] : used[-1] + 1]
     # Phases per group: the group's span (its inputs) is then about twice one phase's taps.
-    per_group = int(min(up, max(8, round(len(offsets) * ratio_up / ratio_down))))
+    per_group = int(min(up, max(8, round(_GROUP_WIDTH * len(offsets) * ratio_up / ratio_down))))
     groups = _layout(up, down, taps, offsets, per_group)
     slopes = _layout(up, down, slope, offsets, per_group)
     return PolyphaseFilter(
@@ -161,7 +164,9 @@ def _run(padded: torch.Tensor, left: int, filt: PolyphaseFilter, first_block: in
     return out[:, 0], (out[:, 1] if with_slope else None)
 
 
-def sinc_medium(waveform: torch.Tensor, from_rate: int, to_rate: int, ratio: float | None = None) -> torch.Tensor:
+def sinc_medium(
+    waveform: torch.Tensor, from_rate: int, to_rate: int, ratio: float | None = None, start_sample: int = 0
+) -> torch.Tensor:
     """Resample ``(samples,)`` or ``(batch, samples)`` float waveforms as libsamplerate's sinc_medium.
 
     ``ratio`` is the src_ratio handed to libsamplerate (default: Essentia's, :func:`essentia_ratio`);
@@ -169,7 +174,8 @@ def sinc_medium(waveform: torch.Tensor, from_rate: int, to_rate: int, ratio: flo
     The rational ratio ``to/from`` runs as a polyphase FIR; the drift of ``1/ratio`` from it is
     followed in chunks: each chunk uses the taps shifted to a grid point near its drift plus a
     first-order correction (the taps' derivative) for the rest, so every output sits at its own time.
-    float32 on the waveform's device.
+    ``start_sample``: where the waveform starts in its file; a window then gets the outputs (and
+    output times) of a whole-file pass. float32 on the waveform's device.
     """
     if waveform.ndim not in (1, 2):
         raise ValueError(f"expected (samples,) or (batch, samples), got shape {tuple(waveform.shape)}")
@@ -181,19 +187,22 @@ def sinc_medium(waveform: torch.Tensor, from_rate: int, to_rate: int, ratio: flo
         return signal[0] if waveform.ndim == 1 else signal
     ratio = essentia_ratio(from_rate, to_rate) if ratio is None else float(ratio)
     batch, samples = signal.shape
-    outputs = int(np.floor(samples * ratio + 1e-9))
     filt = sinc_medium_filter(from_rate, to_rate, ratio, 0.0)
+    # Whole-file output j sits at input time j / ratio; the window's first output is the first
+    # rational-grid output at or after its start, ``offset`` input samples past the start.
+    first_output = -(-start_sample * filt.up // filt.down)
+    offset = first_output * filt.down / filt.up - start_sample
+    outputs = max(0, int(np.floor((start_sample + samples) * ratio + 1e-9)) - first_output)
     blocks = -(-outputs // filt.up)
     if blocks == 0:
         result = signal.new_zeros(batch, 0)
         return result[0] if waveform.ndim == 1 else result
     # Drift of the output times from the rational grid, in input samples per output.
     drift = 1.0 / ratio - filt.down / filt.up
-    total = abs(drift) * blocks * filt.up
-    if total * _SHIFT_STEPS < 0.5:  # never more than half a grid step off: one pass, no chunks
-        chunk_blocks = blocks
-    else:  # chunks over which the drift moves by at most one grid step
-        chunk_blocks = max(1, int(1.0 / (_SHIFT_STEPS * abs(drift) * filt.up)))
+    total = abs(drift) * (first_output + blocks * filt.up) + offset
+    # Chunks of whole-file outputs over which the drift moves by at most one grid step; they are
+    # counted from the file's start, so a window gets the taps a whole-file pass gives it.
+    chunk = filt.up * max(1, int(1.0 / (_SHIFT_STEPS * abs(drift) * filt.up))) if drift else None
     reach = int(np.ceil(total)) + 2
     left = -min(low for _, low, _ in filt.groups) + reach
     right = max(low + w.shape[2] for _, low, w in filt.groups) + reach + 1
@@ -201,21 +210,26 @@ def sinc_medium(waveform: torch.Tensor, from_rate: int, to_rate: int, ratio: flo
     signal = signal[:, : needed - left]  # later inputs reach no output
     padded = torch.nn.functional.pad(signal, (left, needed - left - signal.shape[1]))[:, None, :]
     pieces = []
+    first_block = 0
     with torch.no_grad():
-        for first_block in range(0, blocks, chunk_blocks):
-            count = min(chunk_blocks, blocks - first_block)
-            k = torch.arange(first_block * filt.up, (first_block + count) * filt.up, dtype=torch.float64)
-            moved_by = k * drift  # each output's offset from the rational grid
-            centre = float(moved_by[len(moved_by) // 2]) if len(moved_by) else 0.0
+        while first_block < blocks:
+            index = first_output + first_block * filt.up  # whole-file index of the block's first output
+            if chunk is None:
+                count, centre = blocks, offset
+            else:
+                number = index // chunk
+                count = min(blocks - first_block, max(1, -(-((number + 1) * chunk - index) // filt.up)))
+                centre = (number + 0.5) * chunk * drift + offset
             grid = round(centre * _SHIFT_STEPS)
             moved, step = divmod(grid, _SHIFT_STEPS)
             chunk_filt = sinc_medium_filter(from_rate, to_rate, ratio, step / _SHIFT_STEPS)
-            rest = (moved_by - grid / _SHIFT_STEPS).to(torch.float32).to(signal.device)
-            out, slope = _run(padded, left, chunk_filt, first_block, count, moved, drift != 0)
-            out = out.transpose(1, 2).reshape(batch, -1)
-            if slope is not None:
-                out = out + rest * slope.transpose(1, 2).reshape(batch, -1)
-            pieces.append(out)
+            out, slope = _run(padded, left, chunk_filt, first_block, count, moved, drift != 0 or offset != 0)
+            if slope is not None:  # out += (each output's time past the grid point) * slope
+                k = torch.arange(index, index + count * filt.up, dtype=torch.float64)
+                rest = (k * drift + offset - grid / _SHIFT_STEPS).to(torch.float32).view(count, filt.up).T
+                out.addcmul_(rest.to(signal.device), slope)
+            pieces.append(out.transpose(1, 2).reshape(batch, -1))
+            first_block += count
     result = torch.cat(pieces, dim=1)[:, :outputs]
     return result[0] if waveform.ndim == 1 else result
 
@@ -235,11 +249,14 @@ def downmix(frames: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frames) @ weights
 
 
-def resample(audio: np.ndarray, from_rate: int, to_rate: int, resampler: str | None = None) -> np.ndarray:
+def resample(
+    audio: np.ndarray, from_rate: int, to_rate: int, resampler: str | None = None, start_sample: int = 0
+) -> np.ndarray:
     """Mono float32 resampling with ``resampler`` (default :data:`DEFAULT_RESAMPLER`).
 
     ``"essentia"``: libsamplerate's sinc_medium, the loader the published models were trained
-    with; ``"soxr"``: soxr's high-quality mode. Identity when the rates match.
+    with (``start_sample``: see :func:`sinc_medium`); ``"soxr"``: soxr's high-quality mode.
+    Identity when the rates match.
     """
     name = DEFAULT_RESAMPLER if resampler is None else resampler
     if name not in RESAMPLERS:
@@ -251,4 +268,4 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int, resampler: str | N
         import soxr
 
         return soxr.resample(audio, from_rate, to_rate, quality="HQ").astype(np.float32, copy=False)
-    return sinc_medium(torch.from_numpy(audio), from_rate, to_rate).numpy()
+    return sinc_medium(torch.from_numpy(audio), from_rate, to_rate, start_sample=start_sample).numpy()
