@@ -8,9 +8,9 @@ time ``k * down / up``; the tap of input sample ``n`` is libsamplerate's half-si
 read at ``|t - n| * 491 * min(1, up/down)`` in its 20.12 fixed point, linearly interpolated between
 entries and scaled by ``min(1, up/down)``: the arithmetic of its ``calc_output_single``, so the
 outputs equal ``samplerate.resample(x, up/down, "sinc_medium")`` to float32 rounding (zeros before
-and after the signal, ``floor(n * up / down)`` outputs). The filter runs as ``torch`` conv1d with
-stride ``down``, one output channel per phase, phases in groups so each kernel spans only its own
-inputs; it runs on the waveform's device (CPU or GPU).
+and after the signal, ``floor(n * up / down)`` outputs). The filter runs as ``torch`` matrix
+products on the input viewed as rows of ``down`` samples (no copy), one column per phase, phases in
+groups so each matrix spans only its own inputs; on the waveform's device (CPU or GPU).
 
 soxr's high-quality mode (maest's resampler before) stays available as ``resampler="soxr"``.
 """
@@ -33,15 +33,15 @@ _TABLE_PATH = Path(__file__).parent / "resources" / "sinc_medium_coeffs.npy"
 _INDEX_INC = 491  # table entries per zero crossing of the sinc (libsamplerate's ``increment``)
 _SHIFT_BITS = 12  # libsamplerate's fixed point: 20 integer bits, 12 fraction bits
 _FP_ONE = 1 << _SHIFT_BITS
-# Blocks of outputs per conv1d step hold at least this many phases, so tiny ratios (1/3) still
-# give the convolution enough output channels to run fast.
+# Blocks of outputs hold at least this many phases, so tiny ratios (1/3) still give the matrix
+# products enough columns to run fast.
 _MIN_PHASES = 64
 # Output-time shifts (the drift of Essentia's float32 ratio) are taken from a grid of this many
 # steps per input sample; the first-order correction covers the rest (at most 1/64 sample).
 _SHIFT_STEPS = 64
-# Phases per conv1d group, in units of the phases one filter length spans: wider groups waste
-# multiplications on zeros, narrower ones give the convolution fewer channels.
-_GROUP_WIDTH = 1.0
+# Phases per group, in units of the phases one filter length spans: wider groups waste
+# multiplications on zeros, narrower ones give the matrix products fewer columns.
+_GROUP_WIDTH = 0.4
 
 
 class UnknownResamplerError(ValueError):
@@ -53,17 +53,16 @@ class UnknownResamplerError(ValueError):
 
 @dataclass(frozen=True)
 class PolyphaseFilter:
-    """libsamplerate's sinc_medium taps for ``up`` outputs per ``down`` inputs, for a strided conv1d.
+    """libsamplerate's sinc_medium taps for ``up`` outputs per ``down`` inputs, as matrices.
 
-    Each group is ``(first_phase, offset, weight)``: ``weight`` is ``(phases, 1, span)`` and the
-    group's outputs of block ``m`` read inputs ``down * m + offset + [0, span)``. ``slope`` holds,
-    per group, the taps stacked over their derivative with respect to the output time.
+    Each group is ``(first_phase, offset, matrix)``: the outputs of block ``m`` for the group's
+    phases are ``inputs[down * m + offset + i] @ matrix[i, :phases]`` over ``i``, and the same
+    product with ``matrix[:, phases:]`` is their derivative with respect to the output time.
     """
 
     up: int
     down: int
     groups: tuple[tuple[int, int, torch.Tensor], ...]
-    slope: tuple[torch.Tensor, ...]
 
 
 @lru_cache(maxsize=1)
@@ -132,11 +131,11 @@ def sinc_medium_filter(from_rate: int, to_rate: int, ratio: float, shift: float 
     per_group = int(min(up, max(8, round(_GROUP_WIDTH * len(offsets) * ratio_up / ratio_down))))
     groups = _layout(up, down, taps, offsets, per_group)
     slopes = _layout(up, down, slope, offsets, per_group)
-    return PolyphaseFilter(
-        up, down,
-        tuple((first, low, torch.from_numpy(w)[:, None, :]) for first, low, w in groups),
-        tuple(torch.from_numpy(np.concatenate([w, v]))[:, None, :] for (_, _, w), (_, _, v) in zip(groups, slopes)),
+    matrices = tuple(
+        (first, low, torch.from_numpy(np.ascontiguousarray(np.concatenate([w, v]).T)))
+        for (first, low, w), (_, _, v) in zip(groups, slopes)
     )
+    return PolyphaseFilter(up, down, matrices)
 
 
 def essentia_ratio(from_rate: int, to_rate: int) -> float:
@@ -148,20 +147,33 @@ def essentia_ratio(from_rate: int, to_rate: int) -> float:
     return float(np.float32(to_rate) / np.float32(from_rate))
 
 
-def _run(padded: torch.Tensor, left: int, filt: PolyphaseFilter, first_block: int, blocks: int, moved: int, with_slope: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Blocks ``[first_block, first_block + blocks)`` of the filter's outputs, inputs moved by ``moved``.
+def _run(out: torch.Tensor, padded: torch.Tensor, start: int, filt: PolyphaseFilter, with_slope: bool) -> torch.Tensor | None:
+    """Fill ``out`` ``(batch, blocks, up)`` with outputs whose first block reads ``padded[:, start + offset:]``.
 
-    With ``with_slope``, taps and their derivative run as one convolution (twice the channels).
+    Inputs are viewed as rows of ``down`` samples (no copy), so each group is a few matrix
+    products ``(blocks, down) @ (down, phases)``; with ``with_slope`` the derivative rides along
+    and is returned.
     """
-    batch = padded.shape[0]
-    out = padded.new_empty(batch, 2 if with_slope else 1, filt.up, blocks)
-    for (first, low, weight), both in zip(filt.groups, filt.slope):
-        start = left + low + moved + first_block * filt.down
-        window = padded[:, :, start : start + (blocks - 1) * filt.down + weight.shape[2]]
-        kernel = both if with_slope else weight
-        result = torch.nn.functional.conv1d(window, kernel.to(padded.device), stride=filt.down)
-        out[:, :, first : first + weight.shape[0]] = result.view(batch, out.shape[1], weight.shape[0], blocks)
-    return out[:, 0], (out[:, 1] if with_slope else None)
+    batch, blocks = out.shape[:2]
+    out_slope = padded.new_empty(batch, blocks, filt.up) if with_slope else None
+    for first, low, matrix in filt.groups:
+        phases = matrix.shape[1] // 2
+        matrix = matrix.to(padded.device)
+        if not with_slope:
+            matrix = matrix[:, :phases]
+        span = matrix.shape[0]
+        slabs = -(-span // filt.down)
+        begin = start + low
+        rows = padded[:, begin : begin + (blocks + slabs) * filt.down].reshape(batch, blocks + slabs, filt.down)
+        result = None
+        for slab in range(slabs):
+            width = min(filt.down, span - slab * filt.down)
+            part = rows[:, slab : slab + blocks, :width] @ matrix[slab * filt.down : slab * filt.down + width]
+            result = part if result is None else result.add_(part)
+        out[:, :, first : first + phases] = result[:, :, :phases]
+        if out_slope is not None:
+            out_slope[:, :, first : first + phases] = result[:, :, phases:]
+    return out_slope
 
 
 def sinc_medium(
@@ -205,11 +217,12 @@ def sinc_medium(
     chunk = filt.up * max(1, int(1.0 / (_SHIFT_STEPS * abs(drift) * filt.up))) if drift else None
     reach = int(np.ceil(total)) + 2
     left = -min(low for _, low, _ in filt.groups) + reach
-    right = max(low + w.shape[2] for _, low, w in filt.groups) + reach + 1
-    needed = left + (blocks - 1) * filt.down + right
+    slabs = max(-(-m.shape[0] // filt.down) for _, _, m in filt.groups)
+    right = max(low for _, low, _ in filt.groups) + (slabs + 1) * filt.down + reach + 1
+    needed = left + blocks * filt.down + right
     signal = signal[:, : needed - left]  # later inputs reach no output
-    padded = torch.nn.functional.pad(signal, (left, needed - left - signal.shape[1]))[:, None, :]
-    pieces = []
+    padded = torch.nn.functional.pad(signal, (left, needed - left - signal.shape[1]))
+    result = padded.new_empty(batch, blocks * filt.up)
     first_block = 0
     with torch.no_grad():
         while first_block < blocks:
@@ -223,14 +236,15 @@ def sinc_medium(
             grid = round(centre * _SHIFT_STEPS)
             moved, step = divmod(grid, _SHIFT_STEPS)
             chunk_filt = sinc_medium_filter(from_rate, to_rate, ratio, step / _SHIFT_STEPS)
-            out, slope = _run(padded, left, chunk_filt, first_block, count, moved, drift != 0 or offset != 0)
+            start = left + moved + first_block * filt.down
+            out = result[:, first_block * filt.up : (first_block + count) * filt.up].view(batch, count, filt.up)
+            slope = _run(out, padded, start, chunk_filt, drift != 0 or offset != 0)
             if slope is not None:  # out += (each output's time past the grid point) * slope
-                k = torch.arange(index, index + count * filt.up, dtype=torch.float64)
-                rest = (k * drift + offset - grid / _SHIFT_STEPS).to(torch.float32).view(count, filt.up).T
-                out.addcmul_(rest.to(signal.device), slope)
-            pieces.append(out.transpose(1, 2).reshape(batch, -1))
+                past = index * drift + offset - grid / _SHIFT_STEPS  # at the chunk's first output
+                rest = torch.arange(count * filt.up, dtype=torch.float32, device=signal.device) * drift + past
+                out.addcmul_(rest.view(count, filt.up), slope)
             first_block += count
-    result = torch.cat(pieces, dim=1)[:, :outputs]
+    result = result[:, :outputs]
     return result[0] if waveform.ndim == 1 else result
 
 
