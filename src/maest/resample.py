@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from math import gcd
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,9 @@ _FP_ONE = 1 << _SHIFT_BITS
 # Blocks of outputs hold at least this many phases, so tiny ratios (1/3) still give the matrix
 # products enough columns to run fast.
 _MIN_PHASES = 64
+# Rates whose ratio needs more phases than this (44101 -> 16000: 16000 phases) use a nearby
+# fraction as the grid: the tap tables stay small.
+_MAX_PHASES = 1024
 # Output-time shifts (the drift of Essentia's float32 ratio) are taken from a grid of this many
 # steps per input sample; the first-order correction covers the rest (at most 1/64 sample).
 _SHIFT_STEPS = 64
@@ -120,8 +123,10 @@ def _layout(up: int, down: int, taps: np.ndarray, offsets: np.ndarray, per_group
 def sinc_medium_filter(from_rate: int, to_rate: int, ratio: float, shift: float = 0.0) -> PolyphaseFilter:
     """The polyphase layout of sinc_medium for ``from_rate -> to_rate`` at ``ratio``, output times
     moved by ``shift`` input samples (cached: shifts come from a grid of ``_SHIFT_STEPS``)."""
-    common = gcd(from_rate, to_rate)
-    ratio_up, ratio_down = to_rate // common, from_rate // common
+    # The rational grid: to/from in lowest terms, or for odd rates (44101 Hz) the nearest fraction
+    # with at most _MAX_PHASES phases; the drift machinery follows the difference like Essentia's.
+    grid = Fraction(from_rate, to_rate).limit_denominator(_MAX_PHASES)
+    ratio_up, ratio_down = grid.denominator, grid.numerator
     blocks = -(-_MIN_PHASES // ratio_up)  # repeat the phases over several periods for tiny ``up``
     up, down = ratio_up * blocks, ratio_down * blocks
     half = (len(_table()) - 2) / (_INDEX_INC * min(ratio, 1.0))  # filter half-length in inputs
