@@ -1,7 +1,8 @@
 """The input path per stage on one core: decode, downmix, resample; and each resampler's mel vs Essentia.
 
 A 120 s 44.1 kHz stereo track is made from the real clips (techbattle, looped) and written as FLAC
-and MP3. Per stage, x realtime on one core (torch and BLAS on one thread, median of ``--repeats``):
+and MP3; a 120 s 22.05 kHz mono MP3 (imperialarmy, looped) shows ``load`` where there is no
+downmix to save. Per stage, x realtime on one core (torch and BLAS on one thread, median of ``--repeats``):
 decoding (soundfile), the downmix before (``mean`` over the strided channel axis) and now
 (:func:`maest.resample.downmix`), soxr HQ, libsamplerate sinc_medium (PyPI ``samplerate``, the
 reference), maest's sinc_medium (:func:`maest.resample.sinc_medium`), and ``maest.audio.load``
@@ -49,6 +50,11 @@ def make_track(folder: Path) -> dict[str, Path]:
     paths = {"flac": folder / "track.flac", "mp3": folder / "track.mp3"}
     sf.write(paths["flac"], track, RATE, subtype="PCM_16")
     sf.write(paths["mp3"], track, RATE, format="MP3")
+    mono_source = CLIPS / "imperialarmy_20s_22k_mono.mp3"  # mono: no downmix to save
+    if mono_source.exists():
+        mono, mono_rate = sf.read(mono_source, dtype="float32")
+        paths["mono_mp3"] = folder / "mono22k.mp3"
+        sf.write(paths["mono_mp3"], np.resize(mono, SECONDS * mono_rate), mono_rate, format="MP3")
     return paths
 
 
@@ -120,6 +126,12 @@ def main() -> None:
                 sf.read(paths["mp3"], dtype="float32", always_2d=True)[0].mean(axis=1, dtype=np.float32), RATE, 16000, quality="HQ")),
             ("load MP3 now, resampler='essentia'", lambda: audio.load(paths["mp3"], resampler="essentia")),
         ]
+        if "mono_mp3" in paths:
+            stages += [
+                ("load 22.05 kHz mono MP3 before (decode + soxr)", lambda: soxr.resample(
+                    sf.read(paths["mono_mp3"], dtype="float32")[0], 22050, 16000, quality="HQ")),
+                ("load 22.05 kHz mono MP3 now, resampler='essentia'", lambda: audio.load(paths["mono_mp3"])),
+            ]
         timings = {}
         for name, fn in stages:
             seconds = time_it(fn, args.repeats)
@@ -144,7 +156,7 @@ def main() -> None:
             "| file | resampler | max abs | mean abs |",
             "|---|---|---|---|",
         ]
-        files = [(f"{SECONDS} s 44.1 kHz {kind.upper()}", path) for kind, path in paths.items()]
+        files = [(f"{SECONDS} s 44.1 kHz {kind.upper()}", paths[kind]) for kind in ("flac", "mp3")]
         files += [(p.name, p) for p in sorted(CLIPS.glob("*")) if p.name in {
             "imperialarmy_20s_22k_mono.mp3", "techbattle_30s_44k_stereo.ogg", "temple_8s_48k_stereo.flac", "menu_0.5s_44k_stereo.wav"}]
         for label, path in files:
