@@ -4,10 +4,10 @@ WAV/FLAC/Ogg/MP3 (and anything else libsndfile reads) go through soundfile, whic
 window (``offset``/``duration``) decodes only that window. Other containers (m4a/AAC, Opus, WebM,
 WMA, ...) go through PyAV (FFmpeg), which seeks to a packet half a second before the window (decoder
 pre-roll) and drops the samples before it. Channels are averaged (for both readers); resampling
-uses soxr's high-quality mode. Every failure is an :class:`AudioDecodeError` naming the file and
-the reason. MP3 and FLAC files shorter than their headers declare (cut-off downloads) are failures
-too (:mod:`maest.audio_headers`); what the C decoders print on the way is kept out of the terminal
-and added to the reason of a failure.
+is Essentia's loader's (libsamplerate sinc_medium, :mod:`maest.resample`) or soxr's. Every
+failure is an :class:`AudioDecodeError` naming the file and the reason. MP3 and FLAC files shorter
+than their headers declare (cut-off downloads) are failures too (:mod:`maest.audio_headers`); what
+the C decoders print on the way is kept out of the terminal and added to the reason of a failure.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from maest import resample as resampling
 from maest.audio_headers import DeclaredLength, flac_declared_length, mp3_declared_length
 
 SOUNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".aifc", ".au", ".w64", ".caf"}
@@ -293,8 +294,12 @@ def load(
     sample_rate: int = 16000,
     offset: float | None = None,
     duration: float | None = None,
+    resampler: str | None = None,
 ) -> np.ndarray:
     """Decode ``path`` to float32 mono at ``sample_rate`` Hz.
+
+    ``resampler``: ``"essentia"`` (libsamplerate's sinc_medium, the published models' training
+    input) or ``"soxr"`` (maest's resampler before); None reads ``maest.resample.DEFAULT_RESAMPLER``.
 
     ``offset`` and ``duration`` (seconds) select a window; only that window is decoded where the
     format can seek. Raises :class:`AudioDecodeError` for missing, empty, truncated or non-audio
@@ -349,13 +354,13 @@ def load(
         if wanted - ends > declared.tolerance:
             raise AudioDecodeError(path, _ends_early(ends, declared, before=len(data) == 0) + noise)
 
-    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    mono = resampling.downmix(data)
     if mono.size == 0:
         what = "no samples in the requested window" if offset else "zero audio samples"
         raise AudioDecodeError(path, what + noise)
     if not np.all(np.isfinite(mono)):
         raise AudioDecodeError(path, "decoded samples contain NaN or infinity")
-    resampled = resample(mono, rate, sample_rate)
+    resampled = resample(mono, rate, sample_rate, resampler, int(round((offset or 0.0) * rate)))
     if resampled.size == 0:  # e.g. one sample at 44.1 kHz
         raise AudioDecodeError(path, f"{mono.size} sample(s) at {rate} Hz is shorter than one sample at {sample_rate} Hz")
     return resampled
@@ -378,11 +383,8 @@ def _declared_length(path: Path, suffix: str) -> DeclaredLength | None:
     return declared
 
 
-def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
-    """Mono float32 resampling with soxr's high-quality mode (identity when rates match)."""
-    audio = np.ascontiguousarray(audio, dtype=np.float32)
-    if from_rate == to_rate:
-        return audio
-    import soxr
-
-    return soxr.resample(audio, from_rate, to_rate, quality="HQ").astype(np.float32, copy=False)
+def resample(
+    audio: np.ndarray, from_rate: int, to_rate: int, resampler: str | None = None, start_sample: int = 0
+) -> np.ndarray:
+    """Mono float32 resampling; see :func:`maest.resample.resample` (identity when rates match)."""
+    return resampling.resample(audio, from_rate, to_rate, resampler, start_sample)
