@@ -6,6 +6,7 @@ what a command line shows.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -211,7 +212,7 @@ def fit_head(
     else:
         trained = train_logistic(x_train, y_train, used.mode)
     notes += trained.notes
-    spec = type(spec)(**{**spec.__dict__, "dim": int(x.shape[1])})
+    spec = dataclasses.replace(spec, dim=int(x.shape[1]))
     meta = {"training": {"labels_source": label_set.source, "audio_root": str(label_set.audio_root), "seed": seed,
                          "split": split_text, "tracks": {"train": int(len(train_idx)), "validation": int(len(valid_idx))},
                          "label_counts": {n: int(counts[n]) for n in names}, "dropped_labels": dropped}}

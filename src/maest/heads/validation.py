@@ -16,7 +16,10 @@ DEFAULT_THRESHOLD = 0.5  # for labels without positives (or negatives) in valida
 
 
 def best_f1_thresholds(targets: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, list[int]]:
-    """Per-label threshold maximising F1 on ``(tracks, labels)``; and the labels left at the 0.5 default."""
+    """Per-label threshold maximising F1 on ``(tracks, labels)``; and the labels left at the 0.5 default.
+
+    Of the thresholds with the best F1, the one midway between the lowest such cut and the next lower score.
+    """
     from sklearn.metrics import precision_recall_curve
 
     targets = np.asarray(targets, dtype=bool)
@@ -29,7 +32,12 @@ def best_f1_thresholds(targets: np.ndarray, scores: np.ndarray) -> tuple[np.ndar
             continue
         precision, recall, cuts = precision_recall_curve(targets[:, j], scores[:, j])
         f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
-        thresholds[j] = float(cuts[int(np.argmax(f1))])  # first maximum: the lowest threshold of best F1
+        cut = float(cuts[int(np.argmax(f1))])  # first maximum: the lowest threshold of best F1
+        below = scores[:, j][scores[:, j] < cut]
+        # Any threshold between the best cut and the next lower score gives the same validation F1;
+        # the midpoint leaves a margin on both sides (the cut itself, often one positive's score,
+        # overfits a small validation split).
+        thresholds[j] = (cut + float(below.max())) / 2 if below.size else cut
     return thresholds, untuned
 
 
