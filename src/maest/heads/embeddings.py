@@ -49,11 +49,13 @@ def embed_label_set(labels: LabelSet, pipeline: Any, spec: EmbeddingSpec, folder
         dataset = Dataset("heads", [], {"all": Split("all", paths, np.zeros((len(paths), 0), bool), paths)})
         failures = extract_dataset_embeddings(dataset, root, pipeline, folder, spec.blocks, spec.tokens, spec.patchout_time,
                                               spec.patchout_freq, spec.overlap, batch_size, workers, progress)
+    view = folder.parent / (folder.name + ".audio-links")  # made by extract_dataset_embeddings (audio_view)
     kept = []
     for i in present:
         rel = labels.paths[i]
-        if rel in failures:
-            skipped.append((rel, f"unreadable: {failures[rel]}"))
+        if rel in failures:  # the reason names the symlink extraction read; name the user's file instead
+            reason = failures[rel].replace(str(view / rel), str(root / rel))
+            skipped.append((rel, f"unreadable: {reason}"))
         elif not embedding_file(folder, rel).is_file():
             skipped.append((rel, "no embedding was written (unsupported file type?)"))
         else:
