@@ -13,8 +13,8 @@ import soundfile as sf
 
 from eval_data import tiny_model
 from maest.evaluate.probe import ProbeConfig
-from maest.heads import (EmbeddingSpec, HeadDataError, HeadMismatchError, fit_head, load_head, read_labels,
-                         tag_with_head)
+from maest.heads import (EmbeddingSpec, HeadDataError, HeadMismatchError, fit_head, load_head, model_for_head, read_labels,
+                         tag_files_with_head, tag_with_head)
 from maest.heads.split import stratified_split
 from maest.heads.validation import best_f1_thresholds
 from maest.inference import load_model
@@ -249,3 +249,20 @@ def test_best_f1_thresholds_match_brute_force():
     for j in range(3):
         best = max(f1_score(y[:, j], s[:, j] >= t) for t in np.unique(s[:, j]))
         assert f1_score(y[:, j], s[:, j] >= thresholds[j]) == pytest.approx(best)
+
+
+def test_tag_files_with_head_and_model_for_head(data, tree_head, tmp_path):
+    _, out = tree_head
+    head = load_head(out)
+    (tmp_path / "bad.wav").write_bytes(b"no audio here")
+    held = data["root"] / "held" / "high"
+    results = list(tag_files_with_head([held, tmp_path / "bad.wav", tmp_path / "absent.wav"], head, data["models"][0]))
+    # inputs that do not exist come first (as maest.extraction.tag_files reports them), then files in order
+    assert [r[2] is None for r in results] == [False, True, True, True, False]
+    assert all(tags[0][0] == "high" and tags[0][2] for _, tags, _ in results[1:4])
+    assert "no such file" in results[0][2] and results[4][0].endswith("bad.wav") and results[4][2]
+    with pytest.raises(HeadMismatchError, match="in-memory model"):
+        model_for_head(head)  # fitted on a loaded pipeline: no source to reload
+    assert model_for_head(head, data["models"][0]) is data["models"][0]
+    with pytest.raises(HeadMismatchError):
+        model_for_head(head, data["models"][1])
