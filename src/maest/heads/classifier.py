@@ -2,10 +2,12 @@
 
 The MLP is :func:`maest.evaluate.probe.train_probe` (paper protocol: 30 epochs, batch 128, warm-up
 10 epochs to lr 1e-4, weights of the best validation ROC-AUC epoch). With few tracks that recipe
-takes only tens of optimiser steps (one batch per epoch) and a 1.2M-parameter MLP on a 2304-dim
-input has far more weights than examples; L2-regularised logistic regression (scikit-learn, C=1 on
-standardised embeddings) is the well-posed choice there. ``auto`` switches at
-:data:`MLP_MIN_TRAIN_TRACKS` training tracks: below it an epoch is under four batches of 128.
+takes only tens of optimiser steps and a 1.2M-parameter MLP on a 2304-dim input has far more
+weights than examples; L2-regularised logistic regression (scikit-learn, C=1 on standardised
+embeddings) is the better choice there. ``auto`` switches at :data:`MLP_MIN_TRAIN_TRACKS` training
+tracks, where the two crossed in a measurement on synthetic 2304-dim embeddings (10 Gaussian
+classes in a 32-dim subspace plus noise; test accuracy logistic vs MLP): 80 tracks 0.388 vs 0.359,
+200: 0.472 vs 0.441, 400: 0.524 vs 0.540, 800: 0.542 vs 0.570, 1600: 0.579 vs 0.599.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from maest.evaluate.probe import ProbeConfig, ProbeData, train_probe
 from maest.heads.labels import Mode
 
 Kind = Literal["auto", "mlp", "logistic"]
-MLP_MIN_TRAIN_TRACKS = 500
+MLP_MIN_TRAIN_TRACKS = 400
 LOGISTIC_C = 1.0
 
 

@@ -140,7 +140,7 @@ def fit_head(
     ``model``: registry name, hub id, checkpoint path or a loaded :class:`~maest.inference.MaestPipeline`.
     Embeddings are cached under ``cache_dir`` (default ``output_dir/embeddings``) and reused on a rerun.
     ``validation``: the held-out fraction, unless the labels file has a ``split`` column.
-    ``classifier``: "auto" (logistic regression below 500 training tracks, else the paper's MLP), "mlp" or "logistic".
+    ``classifier``: "auto" (logistic regression below 400 training tracks, else the paper's MLP), "mlp" or "logistic".
     """
     from maest.inference import EmbedOptions, MaestPipeline, load_model
 
