@@ -20,7 +20,7 @@ from maest.atomic import atomic_write_text
 from maest.evaluate.probe import ProbeConfig, ProbeError
 from maest.heads.classifier import Kind, choose_kind, train_logistic, train_mlp
 from maest.heads.embeddings import cache_folder, embed_label_set
-from maest.heads.head import META_FILE, WEIGHTS_FILE, Head, head_from_parts
+from maest.heads.head import META_FILE, WEIGHTS_FILE, head_from_parts
 from maest.heads.labels import HeadDataError, LabelSet, read_labels
 from maest.heads.spec import spec_for
 from maest.heads.split import stratified_split
@@ -155,7 +155,9 @@ def fit_head(
     pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size)
     options = EmbedOptions(blocks, tuple(tokens), patchout_time, tuple(patchout_freq), overlap)
     pipeline.check_options(options)  # before any decoding
-    source = None if isinstance(model, MaestPipeline) else (str(Path(model).resolve()) if Path(str(model)).exists() else str(model))
+    source = None  # how to load the model again (maest tag --head): a registry name, hub id or absolute path
+    if isinstance(model, (str, os.PathLike)):
+        source = str(Path(model).resolve()) if Path(model).exists() else str(model)
     spec = spec_for(pipeline, blocks, options.tokens, patchout_time, options.patchout_freq, overlap, source)
     folder = cache_folder(cache_dir if cache_dir is not None else output / "embeddings", spec, label_set.audio_root)
     x, kept, skipped = embed_label_set(label_set, pipeline, spec, folder, batch_size, decode_workers, progress)
