@@ -13,8 +13,8 @@ import soundfile as sf
 
 from eval_data import tiny_model
 from maest.evaluate.probe import ProbeConfig
-from maest.heads import (EmbeddingSpec, HeadDataError, HeadMismatchError, fit_head, load_head, model_for_head, read_labels,
-                         tag_files_with_head, tag_with_head)
+from maest.heads import (EmbeddingSpec, HeadDataError, HeadMismatchError, LabelSet, fit_head, load_head, model_for_head,
+                         read_labels, tag_files_with_head, tag_with_head)
 from maest.heads.split import stratified_split
 from maest.heads.validation import best_f1_thresholds
 from maest.inference import load_model
@@ -266,3 +266,29 @@ def test_tag_files_with_head_and_model_for_head(data, tree_head, tmp_path):
     assert model_for_head(head, data["models"][0]) is data["models"][0]
     with pytest.raises(HeadMismatchError):
         model_for_head(head, data["models"][1])
+
+
+def test_split_column_is_used(data, tmp_path):
+    """A class present only in validation is dropped with its tracks; the given split is kept as is."""
+    fit = data["root"] / "fit"
+    rows = ["path\tlabel\tsplit"]
+    for name in ("bass", "mid"):
+        wavs = sorted((fit / name).glob("*.wav"))
+        rows += [f"{name}/{w.name}\t{name}\t{'validation' if i < 2 else 'train'}" for i, w in enumerate(wavs)]
+    rows += [f"high/{w.name}\thigh\tvalidation" for w in sorted((fit / "high").glob("*.wav"))[:2]]
+    (fit / "split.tsv").write_text("\n".join(rows) + "\n")
+    try:
+        report = fit_head(fit / "split.tsv", tmp_path / "HEAD", model=data["models"][0], blocks=BLOCKS,
+                          cache_dir=data["root"] / "cache", progress=False)
+    finally:
+        (fit / "split.tsv").unlink()
+    # multi-label (a TSV): the two "high" tracks stay in validation as negatives for bass and mid
+    assert report.split == "split column" and report.labels == ["bass", "mid"] and report.mode == "multi"
+    assert report.tracks["train"] == 8 and report.tracks["validation"] == 6
+    assert any("without training tracks dropped: high" in n for n in report.notes)
+    # single-label with a split: the "high" tracks lose their only class and leave validation
+    rows = [r.split("\t") for r in rows[1:]]
+    labels = LabelSet([r[0] for r in rows], [[r[1]] for r in rows], "single", fit, "split.tsv", [r[2] for r in rows])
+    report = fit_head(labels, tmp_path / "HEAD1", model=data["models"][0], blocks=BLOCKS,
+                      cache_dir=data["root"] / "cache", progress=False)
+    assert report.mode == "single" and report.tracks["train"] == 8 and report.tracks["validation"] == 4

@@ -203,6 +203,10 @@ def fit_head(
         names, y = [names[j] for j in keep], y[:, keep]
         if len(names) < (2 if used.mode == "single" else 1):
             raise HeadDataError("too few labels have training tracks; put more tracks in the train split")
+        if used.mode == "single":  # validation tracks of a dropped class have no class left
+            train_idx, valid_idx = train_idx[y[train_idx].any(axis=1)], valid_idx[y[valid_idx].any(axis=1)]
+            if len(valid_idx) == 0:
+                raise HeadDataError("no validation track has a class that is also in the train split; fix the split column")
     x_train, y_train, x_valid, y_valid = x[train_idx], y[train_idx], x[valid_idx], y[valid_idx]
     kind = choose_kind(classifier, len(train_idx))
     if kind == "mlp":
