@@ -30,6 +30,7 @@ DEFAULT_MODEL = "discogs-maest-30s-pw-129e"
 SKIPPED_FILE = "skipped.tsv"
 REPORT_FILE = "report.json"
 MIN_TRACKS_PER_LABEL = 2
+ROUGH_VALIDATION_TRACKS = 20  # below this the summary warns that validation numbers are rough
 
 
 @dataclass
@@ -229,11 +230,13 @@ def fit_head(
         metrics = single_label_scores(y_valid, scores, names)
         thresholds = None
     else:
-        head.thresholds, untuned = best_f1_thresholds(y_valid, scores)
+        head.thresholds, _ = best_f1_thresholds(y_valid, scores)
         metrics = multi_label_scores(y_valid, scores, head.thresholds, names)
         thresholds = {n: float(t) for n, t in zip(names, head.thresholds)}
-        if untuned:
-            notes.append(f"thresholds left at 0.5 (no positives or negatives in validation): {', '.join(names[j] for j in untuned)}")
+        # labels in ``untuned`` keep threshold 0.5; the summary lists them (metrics' unscored_labels)
+    if len(valid_idx) < ROUGH_VALIDATION_TRACKS:
+        notes.append(f"validation holds only {len(valid_idx)} tracks: its scores and thresholds are rough; "
+                     "label more tracks for numbers to trust")
     head.metadata["validation"] = metrics
     head.save(output)
     tracks = {"listed": listed, "used": int(len(train_idx) + len(valid_idx)), "train": int(len(train_idx)),
