@@ -13,8 +13,8 @@ import soundfile as sf
 
 from eval_data import tiny_model
 from maest.evaluate.probe import ProbeConfig
-from maest.heads import (EmbeddingSpec, HeadDataError, HeadMismatchError, LabelSet, fit_head, load_head, model_for_head,
-                         read_labels, tag_files_with_head, tag_with_head)
+from maest.heads import (EmbeddingSpec, HeadDataError, HeadFormatError, HeadMismatchError, LabelSet, fit_head, load_head,
+                         model_for_head, read_labels, tag_files_with_head, tag_with_head)
 from maest.heads.split import stratified_split
 from maest.heads.validation import best_f1_thresholds
 from maest.inference import load_model
@@ -148,6 +148,7 @@ def test_spec_mismatch_is_refused(data, tree_head):
         head.check_compatible(other_blocks)
     head.check_compatible(head.spec)
     head.check_compatible(data["models"][0])
+    head.check_compatible(load_model(data["root"] / "tiny0.safetensors", "cpu"))  # same weights loaded again
     with pytest.raises(HeadMismatchError, match="96-dim"):
         head.predict(np.zeros((2, 64), np.float32))
 
@@ -292,3 +293,15 @@ def test_split_column_is_used(data, tmp_path):
     report = fit_head(labels, tmp_path / "HEAD1", model=data["models"][0], blocks=BLOCKS,
                       cache_dir=data["root"] / "cache", progress=False)
     assert report.mode == "single" and report.tracks["train"] == 8 and report.tracks["validation"] == 4
+
+
+def test_head_folder_errors(multi_head, tmp_path):
+    _, out = multi_head
+    with pytest.raises(HeadFormatError, match="not a head folder"):
+        load_head(tmp_path)
+    copy = load_head(out).save(tmp_path / "copy")
+    meta = json.loads((copy / "head.json").read_text())
+    meta["format_version"] = 99
+    (copy / "head.json").write_text(json.dumps(meta))
+    with pytest.raises(HeadFormatError, match="upgrade maest"):
+        load_head(copy)
