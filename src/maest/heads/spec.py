@@ -1,0 +1,130 @@
+"""What embedding a head needs (model identity, blocks, tokens, patchout, overlap) and the check that refuses others.
+
+A head maps one embedding space to labels; fed another model's or another block's embeddings it
+returns confident garbage. The model is identified by a fingerprint of its weights and frontend
+normalisation, so a head follows the weights, not the file name they were loaded from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+# Elements read from each weight tensor for the fingerprint: enough to tell checkpoints apart, cheap
+# for an 87M-parameter model (exact bytes, no arithmetic, so equal on every device and thread count).
+FINGERPRINT_SAMPLES = 1024
+
+
+class HeadMismatchError(ValueError):
+    """A head is applied to embeddings from another model or another embedding spec."""
+
+
+@dataclass(frozen=True)
+class EmbeddingSpec:
+    """How the embeddings a head reads were made; ``model_fingerprint`` identifies the weights."""
+
+    model_name: str
+    model_fingerprint: str
+    dim: int
+    blocks: int | None = 7
+    tokens: tuple[str, ...] = ("cls", "dist", "avg")
+    patchout_time: int = 1
+    patchout_freq: tuple[int, ...] = ()
+    overlap: float = 0.5
+    model_source: str | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "tokens", tuple(self.tokens))
+        object.__setattr__(self, "patchout_freq", tuple(int(r) for r in self.patchout_freq))
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["tokens"], out["patchout_freq"] = list(self.tokens), list(self.patchout_freq)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "EmbeddingSpec":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def describe(self) -> str:
+        """``"tiny-0 (fingerprint 1a2b3c4d) block 7 cls+dist+avg"`` plus any non-default patchout/overlap."""
+        text = f"{self.model_name} (weights {self.model_fingerprint[:12]}) block {self.blocks} {'+'.join(self.tokens)}"
+        if self.patchout_time != 1:
+            text += f" patchout_time {self.patchout_time}"
+        if self.patchout_freq:
+            text += f" patchout_freq {','.join(map(str, self.patchout_freq))}"
+        if self.overlap != 0.5:
+            text += f" overlap {self.overlap}"
+        return text
+
+    def embed_kwargs(self) -> dict:
+        """Keyword arguments of :meth:`maest.inference.MaestPipeline.embed` that reproduce these embeddings."""
+        return {"blocks": self.blocks, "tokens": self.tokens, "patchout_time": self.patchout_time,
+                "patchout_freq": self.patchout_freq, "overlap": self.overlap}
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """A digest of a model's weights (names, shapes, dtypes and sampled values) and its frontend normalisation."""
+    digest = hashlib.sha256()
+    config = getattr(model, "config", None)
+    if config is not None:
+        digest.update(json.dumps([type(model).__name__, getattr(config, "norm_mean", None),
+                                  getattr(config, "norm_std", None)]).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().reshape(-1)
+        step = max(1, flat.numel() // FINGERPRINT_SAMPLES)
+        sample = flat[::step][:FINGERPRINT_SAMPLES].to("cpu", torch.float32).contiguous().numpy()
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(np.ascontiguousarray(sample).tobytes())
+    return digest.hexdigest()
+
+
+def spec_for(pipeline: Any, blocks: int | None, tokens: Sequence[str], patchout_time: int = 1,
+             patchout_freq: Sequence[int] = (), overlap: float = 0.5, source: str | None = None,
+             dim: int | None = None) -> EmbeddingSpec:
+    """The spec of ``pipeline``'s embeddings with these options (``dim`` measured by the caller when known)."""
+    model = pipeline.model
+    if dim is None:
+        if getattr(pipeline, "is_effnet", False):
+            dim = 1280
+        else:
+            dim = pipeline.config.width * len(tuple(tokens))
+    return EmbeddingSpec(str(getattr(pipeline.config, "name", type(model).__name__)), model_fingerprint(model), int(dim),
+                         blocks, tuple(tokens), patchout_time, tuple(patchout_freq), overlap, source)
+
+
+def check_spec(expected: EmbeddingSpec, other: Any) -> None:
+    """Raise :class:`HeadMismatchError` unless ``other`` (a pipeline or an :class:`EmbeddingSpec`) fits ``expected``.
+
+    A pipeline is checked for its weights (its embeddings are then made with ``expected``'s options);
+    a spec must match in weights and every embedding option.
+    """
+    if isinstance(other, EmbeddingSpec):
+        problems = [f"{name} {getattr(other, name)!r} (head: {getattr(expected, name)!r})"
+                    for name in ("model_fingerprint", "dim", "blocks", "tokens", "patchout_time", "patchout_freq", "overlap")
+                    if getattr(other, name) != getattr(expected, name)]
+        if problems:
+            raise HeadMismatchError(
+                f"this head was fitted on {expected.describe()}; the embeddings given are {other.describe()} "
+                f"(differs in {'; '.join(problems)}). Embed with the head's spec (maest.heads.tag_with_head does) "
+                "or fit a head on these embeddings")
+        return
+    model = getattr(other, "model", None)
+    if model is None:
+        raise TypeError(f"expected a MaestPipeline or an EmbeddingSpec, got {type(other).__name__}")
+    name = str(getattr(getattr(other, "config", None), "name", type(model).__name__))
+    fingerprint = model_fingerprint(model)
+    if fingerprint != expected.model_fingerprint:
+        raise HeadMismatchError(
+            f"this head was fitted on {expected.describe()}; the loaded model is {name} (weights {fingerprint[:12]}). "
+            f"Load the model the head was fitted on ({expected.model_source or expected.model_name}) or fit a new head")
+    if not getattr(other, "is_effnet", False) and expected.blocks is not None and expected.blocks > other.config.depth:
+        raise HeadMismatchError(f"this head needs block {expected.blocks}; the loaded model has {other.config.depth}")

@@ -1,0 +1,77 @@
+"""Tagging audio with a fitted head: embed with the head's spec through the public pipeline API, then predict."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from maest.heads.head import Head, load_head
+from maest.heads.spec import HeadMismatchError
+
+TagList = list[tuple[str, float, bool]]
+
+
+def _as_head(head: Head | str | os.PathLike) -> Head:
+    return head if isinstance(head, Head) else load_head(head)
+
+
+def model_for_head(head: Head | str | os.PathLike, model: Any = None, device: str | None = None,
+                   batch_size: int = 8) -> Any:
+    """The pipeline a head reads: ``model`` if given, else the one it was fitted with (checked either way)."""
+    from maest.inference import MaestPipeline, load_model
+
+    head = _as_head(head)
+    if model is None:
+        model = head.spec.model_source
+        if model is None:
+            raise HeadMismatchError(f"this head was fitted on an in-memory model ({head.spec.describe()}); "
+                                    "pass that model (--model)")
+    pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size)
+    head.check_compatible(pipeline)
+    return pipeline
+
+
+def head_tags(head: Head, embedding: np.ndarray) -> TagList:
+    """``(label, probability, on)`` for every label of ``head``, most probable first, from one embedding."""
+    probabilities = head.predict(np.asarray(embedding)[None])[0]
+    on = head.decide(probabilities[None])[0]
+    order = np.argsort(-probabilities, kind="stable")
+    return [(head.labels[j], float(probabilities[j]), bool(on[j])) for j in order]
+
+
+def tag_with_head(pipeline: Any, audio: str | os.PathLike | np.ndarray, head: Head | str | os.PathLike,
+                  sample_rate: int = 16000) -> TagList:
+    """``(label, probability, on)`` for every head label, most probable first.
+
+    Refuses (:class:`~maest.heads.spec.HeadMismatchError`) a pipeline whose weights differ from the
+    ones the head was fitted on.
+    """
+    head = _as_head(head)
+    head.check_compatible(pipeline)
+    return head_tags(head, pipeline.embed(audio, sample_rate=sample_rate, **head.spec.embed_kwargs()))
+
+
+def tag_files_with_head(inputs: Sequence[str | os.PathLike], head: Head | str | os.PathLike, pipeline: Any,
+                        extensions: Sequence[str] | None = None) -> Iterator[tuple[str, TagList | None, str | None]]:
+    """``(path, tags, None)`` or ``(path, None, reason)`` per audio file under ``inputs`` (folders recursively), in order.
+
+    A file that cannot be decoded is reported, not raised; a head that does not fit ``pipeline`` raises before any file.
+    """
+    from maest.audio import AudioDecodeError
+    from maest.extraction import find_audio
+
+    head = _as_head(head)
+    head.check_compatible(pipeline)
+    items, missing = find_audio(inputs, extensions)
+    for path, reason in missing:
+        yield path, None, reason
+    for item in items:
+        try:
+            embedding = pipeline.embed(item.path, **head.spec.embed_kwargs())
+        except AudioDecodeError as error:
+            yield str(item.path), None, error.reason
+            continue
+        yield str(item.path), head_tags(head, embedding), None
