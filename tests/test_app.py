@@ -167,3 +167,24 @@ def test_serve_binds_locally_and_warns_for_other_hosts(setup, tmp_path, capsys):
     server.launch(Recorder(), host="0.0.0.0", port=1234, block=False)
     assert calls[0]["server_name"] == "0.0.0.0" and calls[0]["share"] is False
     assert "no authentication" in capsys.readouterr().err
+
+
+def test_a_fitted_head_is_loaded_checked_and_read_with_its_own_embedding_spec(setup, tmp_path):
+    from maest.app import server
+    from maest.heads import HeadMismatchError, fit_head
+
+    pipeline, music, tracks, _, _ = setup
+    head_dir = tmp_path / "head"
+    fit_head(music, head_dir, model=pipeline, blocks=1, tokens=("cls",), validation=0.5, progress=False)
+    head = server.load_head(head_dir)
+    assert head.spec.blocks == 1 and sorted(head.labels) == ["high", "low", "mid"]
+
+    report = Tagger(pipeline, head, output_dir=tmp_path / "out").tag(tracks[0], uploaded=False)
+    expected = head.predict(pipeline.embed(tracks[0], blocks=1, tokens=("cls",))[None])[0]
+    got = {label: probability for label, probability, _ in report.head_rows}
+    assert np.allclose([got[label] for label in head.labels], expected, atol=1e-6)
+    assert sum(on for _, _, on in report.head_rows) == 1  # single-label: argmax, not a 0.5 threshold
+
+    other = maest.load_model(tiny_model(tmp_path / "other", seed=1), device="cpu")
+    with pytest.raises(HeadMismatchError):
+        server.serve(other, head_dir=head_dir, port=free_port(), block=False)

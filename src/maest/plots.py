@@ -250,10 +250,15 @@ def segment_probabilities(
     Without a head: the model's sigmoid outputs per segment (their mean is ``pipeline.predict``).
     With a head: the head's probabilities of each segment's block-7 cls+dist+avg embedding.
     """
+    from maest.app.protocols import head_embed_options
     from maest.inference import EmbedOptions
 
     mel, duration = pipeline.mel(audio_path)
-    mode, options = ("tag", EmbedOptions(blocks=None, overlap=overlap)) if head is None else ("embed", EmbedOptions(embedding_blocks(pipeline), overlap=overlap))
+    if head is None:
+        mode, options = "tag", EmbedOptions(blocks=None, overlap=overlap)
+    else:  # the head's embedding spec (blocks, tokens, patchout), else block 7 cls+dist+avg
+        spec = {"overlap": overlap, **head_embed_options(head, embedding_blocks(pipeline))}
+        mode, options = "embed", EmbedOptions(**spec)
     # seam: inference core
     (_, result), = pipeline.run_tracks([(0, mel, duration)], mode, options)
     outputs = result.outputs if head is None else np.asarray(head.predict(result.outputs), dtype=np.float32)

@@ -41,9 +41,23 @@ class TrackIndex(Protocol):
     def search(self, query: str | np.ndarray, k: int = 10) -> list[tuple[str, float]]: ...
 
 
-def head_thresholds(head: LabelHead) -> np.ndarray:
-    """The head's per-label thresholds, 0.5 for a head that has none."""
+def head_decisions(head: LabelHead, probabilities: np.ndarray) -> np.ndarray:
+    """On/off per label: the head's own rule (``decide``: thresholds, or argmax for single-label
+    heads) where it has one, else its ``thresholds`` attribute, else 0.5."""
+    probabilities = np.asarray(probabilities)
+    decide = getattr(head, "decide", None)
+    if decide is not None:
+        return np.asarray(decide(probabilities), dtype=bool)
     thresholds = getattr(head, "thresholds", None)
     if thresholds is None:
-        return np.full(len(head.labels), 0.5, dtype=np.float32)
-    return np.asarray(thresholds, dtype=np.float32).reshape(len(head.labels))
+        thresholds = np.full(len(head.labels), 0.5, dtype=np.float32)
+    return probabilities >= np.asarray(thresholds, dtype=np.float32).reshape(len(head.labels))
+
+
+def head_embed_options(head: LabelHead | None, default_blocks: int | None) -> dict:
+    """``pipeline.embed`` keywords giving the embeddings ``head`` reads: its recorded spec (a fitted
+    :class:`maest.heads.Head`), else ``default_blocks`` with cls+dist+avg."""
+    spec = getattr(head, "spec", None)
+    if spec is not None and hasattr(spec, "embed_kwargs"):
+        return spec.embed_kwargs()
+    return {"blocks": default_blocks}

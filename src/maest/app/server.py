@@ -36,9 +36,9 @@ def load_index(index_dir: str | os.PathLike) -> tuple[TrackIndex | None, str | N
 
 def load_head(head_dir: str | os.PathLike) -> LabelHead:
     """An own-label head from its folder (seam: heads of issue 13)."""
-    from maest import heads  # seam: own-label heads; the lead adapts this call to the heads module
+    from maest.heads import load_head as load_fitted_head
 
-    return heads.load(head_dir)
+    return load_fitted_head(head_dir)
 
 
 def launch(app: "gr.Blocks", host: str = "127.0.0.1", port: int = 7860, max_upload_mb: float = 200,
@@ -64,5 +64,7 @@ def serve(model: "str | os.PathLike | MaestPipeline", index_dir: str | os.PathLi
     if index_error:
         print(f"maest serve: {index_error}", file=sys.stderr)
     head = load_head(head_dir) if head_dir is not None else None
+    if head is not None:
+        head.check_compatible(pipeline)  # a head fitted on other weights would tag garbage
     app = build_app(pipeline, index, head, max_upload_mb, audio_root, index_error)
     return launch(app, host, port, max_upload_mb, block)

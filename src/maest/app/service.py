@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from maest import plots
-from maest.app.protocols import LabelHead, TrackIndex, head_thresholds
+from maest.app.protocols import LabelHead, TrackIndex, head_decisions, head_embed_options
 from maest.audio import AUDIO_EXTENSIONS, AudioDecodeError
 
 if TYPE_CHECKING:
@@ -52,9 +52,9 @@ class TagReport:
 def head_rows(head: LabelHead, embedding: np.ndarray) -> list[tuple[str, float, bool]]:
     """``(label, probability, on by threshold)`` for every head label, most probable first."""
     probabilities = np.asarray(head.predict(np.asarray(embedding, dtype=np.float32)[None]), dtype=np.float64)[0]
-    thresholds = head_thresholds(head)
+    decisions = head_decisions(head, probabilities[None])[0]
     order = np.argsort(-probabilities, kind="stable")
-    return [(str(head.labels[i]), float(probabilities[i]), bool(probabilities[i] >= thresholds[i])) for i in order]
+    return [(str(head.labels[i]), float(probabilities[i]), bool(decisions[i])) for i in order]
 
 
 class Tagger:
@@ -102,8 +102,8 @@ class Tagger:
         self._prune()
         try:
             probabilities, starts, duration = plots.segment_probabilities(self.pipeline, audio)
-            # block 7, cls+dist+avg: what heads and indexes use
-            embedding = self.pipeline.embed(audio, blocks=plots.embedding_blocks(self.pipeline))
+            # the head's embedding spec, else block 7 cls+dist+avg (what indexes use by default)
+            embedding = self.pipeline.embed(audio, **head_embed_options(self.head, plots.embedding_blocks(self.pipeline)))
         except AudioDecodeError as error:
             raise AppInputError(
                 f"Cannot read {name} as audio ({error.reason}). Try a WAV, FLAC, MP3, Ogg or M4A file."
@@ -192,7 +192,8 @@ class Collection:
             return TrackView(key, None, [], [], neighbours, note)
         try:
             probabilities = self.pipeline.predict(audio)
-            embedding = self.pipeline.embed(audio, blocks=plots.embedding_blocks(self.pipeline)) if self.head else None
+            embedding = (self.pipeline.embed(audio, **head_embed_options(self.head, plots.embedding_blocks(self.pipeline)))
+                         if self.head else None)
             rows = head_rows(self.head, embedding) if self.head is not None else []
         except AudioDecodeError as error:
             return TrackView(key, None, [], [], neighbours, f"Cannot read {audio} as audio ({error.reason}).")
