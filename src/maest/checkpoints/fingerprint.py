@@ -11,7 +11,7 @@ the fingerprint reads about 1 MiB instead (a few ms) yet changes whenever a tens
   stored tensor, i.e. of all the values.
 - anything else (legacy pickles, JSON): the whole file up to 4 MiB, beyond that 256 evenly spaced 4 KiB blocks.
 
-File names and sizes always count; modification times never do (a copy is the same model).
+Sizes and the names of a folder's files count; modification times never do (a copy is the same model).
 """
 
 from __future__ import annotations
@@ -44,9 +44,11 @@ def checkpoint_files(path: str | os.PathLike) -> list[Path]:
 def weights_fingerprint(path: str | os.PathLike) -> str:
     """``maest-fp1:<hex>``: changes when any tensor (or the config) of the checkpoint at ``path`` changes."""
     digest = hashlib.sha256()
+    in_folder = Path(path).is_dir()
     for file in checkpoint_files(path):
         size = file.stat().st_size
-        digest.update(f"{file.name}\0{size}\0".encode())
+        label = file.name if in_folder else file.suffix  # a renamed single file holds the same weights
+        digest.update(f"{label}\0{size}\0".encode())
         with open(file, "rb") as handle:
             _hash_content(handle, file, size, digest)
     return f"{FINGERPRINT_SCHEME}:{digest.hexdigest()[:32]}"
