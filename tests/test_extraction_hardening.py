@@ -160,8 +160,16 @@ def test_dangling_links_and_link_loops_are_reported(tmp_path, audio_dir):
 
 
 # -- 5. settings race -----------------------------------------------------------------------------
-def _claim_in_process(output_dir, blocks, barrier, results):
+def _claim_in_process(output_dir, blocks, barrier, results, hard_links=True):
+    import errno
     import json as json_module
+
+    if not hard_links:  # e.g. a FAT or SMB output disk: the exclusive-create path
+
+        def no_link(*args):
+            raise OSError(errno.EPERM, "Operation not permitted")
+
+        resume.os.link = no_link
 
     dumps = json_module.dumps
 
@@ -179,8 +187,8 @@ def _claim_in_process(output_dir, blocks, barrier, results):
         results.put((blocks, "refused"))
 
 
-@pytest.mark.parametrize("same", [False, True])
-def test_two_processes_claiming_one_folder_at_once(tmp_path, same):
+@pytest.mark.parametrize("same,hard_links", [(False, True), (True, True), (False, False), (True, False)])
+def test_two_processes_claiming_one_folder_at_once(tmp_path, same, hard_links):
     """Different settings: exactly one wins, every time. Same settings (shards): both go on."""
     context = multiprocessing.get_context("fork")
     for attempt in range(5):
@@ -188,7 +196,7 @@ def test_two_processes_claiming_one_folder_at_once(tmp_path, same):
         out.mkdir()
         barrier, results = context.Barrier(2), context.Queue()
         blocks = (2, 2) if same else (1, 2)
-        processes = [context.Process(target=_claim_in_process, args=(str(out), b, barrier, results)) for b in blocks]
+        processes = [context.Process(target=_claim_in_process, args=(str(out), b, barrier, results, hard_links)) for b in blocks]
         for process in processes:
             process.start()
         for process in processes:
@@ -261,17 +269,18 @@ def test_an_immutable_output_folder_fails_before_the_first_track(tmp_path, audio
     music, out = tmp_path / "music", tmp_path / "out"
     (music / "a").mkdir(parents=True)
     shutil.copy(audio_dir / "menu_0.5s_44k_stereo.wav", music / "a" / "first.wav")
+    shutil.copy(audio_dir / "empty.wav", music / "a" / "bad.wav")
     extract([music], out, pipeline, blocks=2, progress=False)
     shutil.copy(audio_dir / "ambience_12s_16k_mono.wav", music / "a" / "second.wav")
-    shutil.copy(audio_dir / "empty.wav", music / "a" / "third.wav")
-    if subprocess.run(["chattr", "+i", str(out)], capture_output=True).returncode != 0:
-        pytest.skip("cannot make a folder immutable here")
-    try:
-        with pytest.raises(OutputNotWritableError, match="cannot write into the output folder"):
-            extract([music], out, pipeline, blocks=2, progress=False)
-        assert not (out / "a" / "second.npy").exists()  # out/a itself is writable: nothing was embedded
-    finally:
-        subprocess.run(["chattr", "-i", str(out)], check=True)
+    for locked in (out, out / "failures.tsv"):  # the folder, or only the failures file
+        if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+            pytest.skip("cannot make a folder immutable here")
+        try:
+            with pytest.raises(OutputNotWritableError, match="cannot write into the output folder"):
+                extract([music], out, pipeline, blocks=2, progress=False)
+            assert not (out / "a" / "second.npy").exists()  # out/a itself is writable: nothing was embedded
+        finally:
+            subprocess.run(["chattr", "-i", str(locked)], check=True)
 
 
 def test_failures_are_on_disk_as_soon_as_they_happen(tmp_path, audio_dir, pipeline, monkeypatch):

@@ -95,12 +95,17 @@ def check_run_options(batch_size: int, workers: int, shard: tuple[int, int] | No
         shard_suffix(shard)
 
 
-def check_writable(output_dir: Path) -> None:
-    """Create and remove a probe file: an unwritable folder fails now, not after hours of work."""
+def check_writable(output_dir: Path, appended: Sequence[Path] = ()) -> None:
+    """Create and remove a probe file (and open the existing ``appended`` files for appending): an
+    unwritable folder fails now, not after hours of work."""
     probe = output_dir / f".maest-write-probe-{os.getpid()}-{threading.get_ident()}"
     try:
         probe.write_bytes(b"")
         probe.unlink()
+        for path in appended:
+            if path.exists():
+                with open(path, "a"):
+                    pass
     except OSError as error:
         raise OutputNotWritableError(
             f"cannot write into the output folder {output_dir} ({error.strerror or error}); "
@@ -122,6 +127,7 @@ def sigterm_stops_cleanly() -> Iterator[None]:
         return
 
     def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
         raise Terminated(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
@@ -174,12 +180,12 @@ def extract(
     pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size)
     run_batch = pipeline.embedder(options)  # checks the options before the output folder is claimed
     batcher = pipeline.batcher(run_batch, options, batch_size)
+    failures_file = failures_path(output_dir, suffix)
     output_dir.mkdir(parents=True, exist_ok=True)
-    check_writable(output_dir)
+    check_writable(output_dir, [failures_file])
     check_settings(output_dir, run_settings(model_name(model), pipeline.config.segment_frames, options, per_segment,
                                             output_format, getattr(pipeline, "fingerprint", None)))
 
-    failures_file = failures_path(output_dir, suffix)
     summary = ExtractSummary(output_dir=output_dir)
     for path, reason in missing:
         record_failure(summary, path, reason, failures_file)
