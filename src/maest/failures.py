@@ -3,7 +3,9 @@
 One writer for extraction (``failures.tsv`` in the output folder), the mel store and evaluation's
 feature caches. A path keeps its spaces (music files often have runs of them) and loses only tabs
 and line breaks; a reason is folded onto one line. Merging keeps earlier failures of paths this run
-did not look at, so rerunning on a subset does not erase them.
+did not look at, so rerunning on a subset does not erase them. A long run appends each failure as it
+happens (:func:`append_failures`), so they survive a crash; the merged rewrite at the end then keeps
+one line per path (a path listed twice counts by its last line).
 """
 
 from __future__ import annotations
@@ -37,6 +39,17 @@ def read_failures(path: str | os.PathLike) -> dict[str, str]:
         return {}
     rows = (line.split("\t", 1) for line in path.read_text(encoding="utf-8").splitlines() if line)
     return {row[0]: row[1] if len(row) > 1 else "" for row in rows}
+
+
+def append_failures(target: str | os.PathLike, failures: Iterable[tuple[str, str]]) -> None:
+    """Append ``(path, reason)`` lines to ``target`` now, flushed to disk (they survive a crash)."""
+    text = format_failures(failures)
+    if not text:
+        return
+    with open(target, "a", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def write_failures(

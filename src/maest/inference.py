@@ -80,6 +80,8 @@ class MaestPipeline:
 
     def __init__(self, model: Maest | EffNet, device: str | torch.device | None = None, batch_size: int = 8,
                  chunk_seconds: int = 60):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
         self.config: MaestConfig = model.config
@@ -91,6 +93,9 @@ class MaestPipeline:
         self.frontend = self.decoder.frontend
         self.batch_size = batch_size
         self.labels = model_labels(self.config)
+        # The weights' fingerprint (maest.checkpoints.fingerprint) when loaded from files: an output
+        # folder records it and refuses other weights at the same path. None for in-memory models.
+        self.fingerprint: str | None = None
 
     @property
     def chunk_seconds(self) -> int:
@@ -264,6 +269,8 @@ class MaestPipeline:
 
 def top_labels(probabilities: np.ndarray, labels: Sequence[str], top_k: int | None = 5) -> list[tuple[str, float]]:
     """``(label, probability)`` pairs sorted by probability (stable for ties), at most ``top_k``."""
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
+        raise ValueError(f"top_k must be a positive number of labels (or None for all), got {top_k!r}")
     order = np.argsort(-probabilities, kind="stable")
     if top_k is not None:
         order = order[:top_k]
@@ -321,5 +328,10 @@ def load_model(name_or_path: str | os.PathLike | Maest | EffNet, device: str | t
     if isinstance(name_or_path, (Maest, EffNet)):
         return MaestPipeline(name_or_path, device, batch_size)
     from maest.checkpoints import load_checkpoint
+    from maest.checkpoints.fingerprint import source_fingerprint
 
-    return MaestPipeline(load_checkpoint(name_or_path, map_location="cpu"), device, batch_size)
+    if batch_size < 1:  # before the checkpoint is read
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    pipeline = MaestPipeline(load_checkpoint(name_or_path, map_location="cpu"), device, batch_size)
+    pipeline.fingerprint = source_fingerprint(name_or_path)
+    return pipeline

@@ -125,8 +125,9 @@ def tag_command(
             succeeded += 1
             top = top_labels(probabilities, pipeline.labels, top_k)
             if output_format == "json":
+                # allow_nan=False: the output stays valid JSON (NaN results are failures, see tag_files)
                 typer.echo(json.dumps({"path": path, "tags": [{"label": l, "probability": round(p, 6)} for l, p in top]},
-                                      ensure_ascii=False))
+                                      ensure_ascii=False, allow_nan=False))
             elif output_format == "tsv":
                 for label, probability in top:
                     typer.echo(f"{path}\t{label}\t{probability:.6f}")

@@ -17,3 +17,11 @@ class SettingsMismatchError(ExtractError):
 
 class MissingDependencyError(ExtractError):
     """An optional dependency needed by the chosen output format is not installed."""
+
+
+class OutputNotWritableError(ExtractError):
+    """The output folder cannot be written (read-only, immutable, no permission)."""
+
+
+class NonFiniteOutputError(ValueError):
+    """A track's mel or outputs hold NaN or infinity: it is a failed track, never a saved result."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -26,24 +27,73 @@ def normalize_extensions(extensions: Sequence[str] | None) -> set[str]:
     return {("." + e.lower().lstrip(".")) for e in extensions if e.strip()}
 
 
-def find_audio(inputs: Sequence[str | os.PathLike], extensions: Sequence[str] | None = None) -> tuple[list[AudioItem], list[tuple[str, str]]]:
-    """Files under ``inputs`` (folders recursively, sorted) with a wanted extension, and missing inputs.
+def as_input_list(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str | os.PathLike]:
+    """A single path (str or PathLike) is one input, not a sequence of characters."""
+    if isinstance(inputs, (str, bytes, os.PathLike)):
+        return [os.fsdecode(inputs) if isinstance(inputs, bytes) else inputs]
+    return list(inputs)
 
-    A file given directly is taken whatever its extension; its key is its name.
+
+def find_audio(inputs: str | os.PathLike | Sequence[str | os.PathLike], extensions: Sequence[str] | None = None
+               ) -> tuple[list[AudioItem], list[tuple[str, str]]]:
+    """Files under ``inputs`` (folders recursively, sorted) with a wanted extension, and bad inputs.
+
+    A file given directly is taken whatever its extension; its key is its name. A file reached twice
+    (overlapping inputs such as ``in/sub in/sub/deeper``, or two links to one file) is taken once,
+    under the first key. Bad inputs, returned as ``(path, reason)``: missing inputs, and dangling
+    symbolic links or link loops found in folders (the user expects those files to be processed).
     """
     wanted = normalize_extensions(extensions)
     items: list[AudioItem] = []
     missing: list[tuple[str, str]] = []
-    for given in inputs:
+    seen: set[str] = set()
+
+    def take(path: Path, key: str) -> None:
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            items.append(AudioItem(path, key))
+
+    for given in as_input_list(inputs):
         root = Path(given)
         if root.is_dir():
-            for path in sorted(p for p in _walk_files(root) if p.suffix.lower() in wanted and p.is_file()):
-                items.append(AudioItem(path, path.relative_to(root).as_posix()))
+            for path in sorted(_walk_files(root)):
+                if path.is_file():
+                    if path.suffix.lower() in wanted:
+                        take(path, path.relative_to(root).as_posix())
+                elif path.is_symlink() and _may_be_wanted(path, wanted):
+                    link = os.path.join(os.path.realpath(path.parent), path.name)  # found once, reported once
+                    if link not in seen:
+                        seen.add(link)
+                        missing.append((str(path), broken_link_reason(path)))
         elif root.exists():
-            items.append(AudioItem(root, root.name))
+            take(root, root.name)
+        elif root.is_symlink():
+            missing.append((str(root), broken_link_reason(root)))
         else:
             missing.append((str(root), "no such file or folder"))
     return items, missing
+
+
+def _may_be_wanted(link: Path, wanted: set[str]) -> bool:
+    """A broken link the run would have taken: its name or its target's has a wanted extension, or
+    neither has an extension (it may have pointed to a folder)."""
+    target = Path(os.readlink(link))
+    suffixes = {link.suffix.lower(), target.suffix.lower()}
+    return bool(suffixes & wanted) or suffixes == {""}
+
+
+def broken_link_reason(link: Path) -> str:
+    """Why a symbolic link cannot be read: a loop, or a target that does not exist."""
+    try:
+        link.resolve(strict=True)
+    except RuntimeError:  # Python < 3.13 reports a loop this way
+        return f"symbolic link loop ({link} -> {os.readlink(link)})"
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return f"symbolic link loop ({link} -> {os.readlink(link)})"
+        return f"dangling symbolic link: its target {os.readlink(link)} does not exist"
+    return f"symbolic link to {os.readlink(link)}, which is not a file"
 
 
 def _walk_files(root: Path) -> Iterator[Path]:

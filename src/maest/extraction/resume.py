@@ -1,18 +1,27 @@
 """Resuming into an output folder: the settings it was made with, and which tracks are still to do.
 
 The first run writes its settings (``maest-embed.json``); a later run into the same folder must use
-the same ones (else it would mix embeddings) and skips the tracks its sink already holds.
+the same ones (else it would mix embeddings) and skips the tracks its sink already holds. The file
+is claimed atomically (hard link of a complete file, else exclusive create), so of two runs started
+at the same moment with different settings one is refused; with the same settings (shards) both go on.
+
+The settings hold the weights' fingerprint (:mod:`maest.checkpoints.fingerprint`), so new weights saved
+at the same model path are refused too. A folder made before fingerprints were recorded is accepted
+(nothing tells which weights made it) and gets this run's fingerprint, which guards it from then on.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from maest.atomic import atomic_write
+from maest.atomic import PARTIAL, atomic_write
 from maest.extraction.errors import SettingsMismatchError
 from maest.extraction.files import AudioItem
 from maest.extraction.sinks import Sink
@@ -29,9 +38,13 @@ def model_name(model: str | os.PathLike | Any) -> str:
     return str(Path(model).resolve()) if Path(model).exists() else str(model)
 
 
-def run_settings(name: str, segment_frames: int, options: EmbedOptions, per_segment: bool, fmt: str) -> dict:
-    """Everything that changes an output's numbers or layout."""
-    return {
+WEIGHTS_KEY = "weights"
+
+
+def run_settings(name: str, segment_frames: int, options: EmbedOptions, per_segment: bool, fmt: str,
+                 weights: str | None = None) -> dict:
+    """Everything that changes an output's numbers or layout; ``weights``: the weights' fingerprint."""
+    settings = {
         "model": name,
         "segment_frames": segment_frames,
         "blocks": options.blocks,
@@ -43,22 +56,78 @@ def run_settings(name: str, segment_frames: int, options: EmbedOptions, per_segm
         "per_segment": per_segment,
         "format": fmt,
     }
+    if weights is not None:
+        settings[WEIGHTS_KEY] = weights
+    return settings
 
 
 def check_settings(output_dir: Path, settings: dict) -> None:
     """Claim ``output_dir`` for ``settings``, or raise :class:`SettingsMismatchError` if it holds others."""
-    path = output_dir / SETTINGS_FILE
-    if path.exists():
-        previous = json.loads(path.read_text())
-        changed = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v}
-        if changed:
-            details = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
-            raise SettingsMismatchError(
-                f"{output_dir} holds outputs made with other settings ({details}); "
-                "choose another output folder or delete that one"
-            )
-    else:
-        atomic_write(path, lambda f: f.write(json.dumps(settings, indent=2).encode()), shared=True)
+    path = Path(output_dir) / SETTINGS_FILE
+    if not path.exists() and _claim(path, settings):
+        return
+    previous = _read_settings(path)
+    changed = {k: (previous.get(k), v) for k, v in settings.items() if k != WEIGHTS_KEY and previous.get(k) != v}
+    if changed:
+        details = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+        raise SettingsMismatchError(
+            f"{output_dir} holds outputs made with other settings ({details}); "
+            "choose another output folder or delete that one"
+        )
+    old, new = previous.get(WEIGHTS_KEY), settings.get(WEIGHTS_KEY)
+    if old is not None and new is not None and old != new:
+        raise SettingsMismatchError(
+            f"{output_dir} holds outputs made with other weights: the checkpoint at {settings.get('model')} "
+            f"changed since (fingerprint {old} -> {new}); choose another output folder or delete that one"
+        )
+    if old is None and new is not None:  # a folder from before fingerprints: from now on it is guarded
+        atomic_write(path, lambda f: f.write(_settings_text({**previous, WEIGHTS_KEY: new})), shared=True)
+
+
+def _settings_text(settings: dict) -> bytes:
+    return json.dumps(settings, indent=2).encode()
+
+
+def _claim(path: Path, settings: dict) -> bool:
+    """Create ``path`` holding ``settings`` unless it exists (then False): a complete file is hard-linked
+    into place, which fails if another run got there first; file systems without hard links get an
+    exclusive create instead (readers wait for its content, see :func:`_read_settings`)."""
+    text = _settings_text(settings)
+    partial = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}{PARTIAL}")
+    try:
+        with open(partial, "wb") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(partial, path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as error:
+            if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                raise
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(text)
+        return True
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _read_settings(path: Path, wait_seconds: float = 5.0) -> dict:
+    """The settings in ``path``; waits briefly for a file another run is still writing (exclusive create)."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return json.loads(path.read_text())
+        except ValueError:
+            if time.monotonic() > deadline:
+                raise SettingsMismatchError(f"{path} is not valid JSON; delete it or choose another output folder") from None
+            time.sleep(0.05)
 
 
 def pending_items(items: Sequence[AudioItem], sink: Sink) -> tuple[list[AudioItem], int]:

@@ -7,7 +7,10 @@ and the sinks, which a second engine (e.g. Ray Data) reuses as they are.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -16,11 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from maest.batching import TrackResult
+from maest.extraction.errors import NonFiniteOutputError, OutputNotWritableError
 from maest.extraction.files import check_collisions, find_audio, shard_suffix, take_shard
 from maest.extraction.resume import check_settings, model_name, pending_items, run_settings
 from maest.extraction.sinks import FATAL_WRITE_ERRORS, FORMATS, Format, Sink, open_sink
 from maest.extraction.tracks import process
-from maest.failures import FAILURES_FILE, write_failures
+from maest.failures import FAILURES_FILE, append_failures, write_failures
 from maest.inference import EmbedOptions, MaestPipeline, load_model
 from maest.model import TOKEN_NAMES
 
@@ -50,23 +54,91 @@ def failures_path(output_dir: Path, suffix: str = "") -> Path:
     return output_dir / (Path(FAILURES_FILE).stem + suffix + ".tsv")
 
 
-def write_result(sink: Sink, key: str, result: TrackResult, summary: ExtractSummary, path: str) -> None:
-    """Hand one result to the sink and count it; an output that cannot be written fails that track
-    only, unless the whole folder is unwritable (disk full, read-only), which stops the run."""
+def write_result(sink: Sink, key: str, result: TrackResult, summary: ExtractSummary, path: str,
+                 failures_file: Path | None = None) -> None:
+    """Hand one result to the sink and count it; an output that cannot be written (or holds NaN) fails
+    that track only, unless the whole folder is unwritable (disk full, read-only), which stops the run."""
     try:
         sink.add(key, result)
+    except NonFiniteOutputError as error:
+        record_failure(summary, path, str(error), failures_file)
     except OSError as error:
         if error.errno in FATAL_WRITE_ERRORS:
             raise
-        summary.failed += 1  # this track's output cannot be written (name too long, permissions)
-        summary.failures.append((path, f"cannot write its output: {error}"))
+        # this track's output cannot be written (name too long, permissions)
+        record_failure(summary, path, f"cannot write its output: {error}", failures_file)
     else:
         summary.succeeded += 1
         summary.audio_seconds += result.duration
 
 
+def record_failure(summary: ExtractSummary, path: str, reason: str, failures_file: Path | None = None) -> None:
+    """Count a failed input and append it to ``failures_file`` at once (it survives a crash)."""
+    summary.failed += 1
+    summary.failures.append((path, reason))
+    if failures_file is not None:
+        append_failures(failures_file, [(path, reason)])
+
+
+def check_run_options(batch_size: int, workers: int, shard: tuple[int, int] | None = None,
+                      output_format: str = "npy") -> None:
+    """Raise ValueError for options no run can use, before anything is loaded or written."""
+    if output_format not in FORMATS:
+        raise ValueError(f"output_format must be one of {FORMATS}, got {output_format!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"workers must be a whole number >= 0 (0: decode in this process), got {workers!r}")
+    if shard is not None:
+        if len(shard) != 2 or not all(isinstance(x, int) for x in shard):
+            raise ValueError(f"shard must be (index, count), got {shard!r}")
+        shard_suffix(shard)
+
+
+def check_writable(output_dir: Path, appended: Sequence[Path] = ()) -> None:
+    """Create and remove a probe file (and open the existing ``appended`` files for appending): an
+    unwritable folder fails now, not after hours of work."""
+    probe = output_dir / f".maest-write-probe-{os.getpid()}-{threading.get_ident()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+        for path in appended:
+            if path.exists():
+                with open(path, "a"):
+                    pass
+    except OSError as error:
+        raise OutputNotWritableError(
+            f"cannot write into the output folder {output_dir} ({error.strerror or error}); "
+            "make it writable or choose another output folder"
+        ) from None
+
+
+class Terminated(SystemExit):
+    """SIGTERM during a run: raised in the main thread so the run cleans up as after Ctrl-C."""
+
+
+@contextlib.contextmanager
+def sigterm_stops_cleanly() -> Iterator[None]:
+    """While a run goes on, SIGTERM raises :class:`Terminated` (exit status 143) instead of killing the
+    process at once, so partial files are removed, failures written and parquet parts flushed. Only in
+    the main thread and only when no one else handles SIGTERM; the old handler is restored after."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+        raise Terminated(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def extract(
-    inputs: Sequence[str | os.PathLike],
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
     output_dir: str | os.PathLike,
     model: str | os.PathLike | MaestPipeline,
     *,
@@ -92,9 +164,11 @@ def extract(
     ``embeddings.parquet`` table). Unreadable files go to ``failures.tsv`` and the run goes on.
     ``shard=(i, n)`` takes every n-th file from the i-th (0-based), for n independent processes or
     GPUs writing into one folder; table and failures file names then end in ``.shard-i-of-n``.
+    ``inputs`` may be one path. Every option is checked before the output folder is touched, and the
+    folder must be writable before the first track; failures are appended to failures.tsv as they
+    happen. A track whose mel or embedding holds NaN/inf fails. SIGTERM stops the run as Ctrl-C does.
     """
-    if output_format not in FORMATS:
-        raise ValueError(f"output_format must be one of {FORMATS}, got {output_format!r}")
+    check_run_options(batch_size, workers, shard, output_format)
     started = time.perf_counter()
     output_dir = Path(output_dir)
     options = EmbedOptions(blocks, tokens, patchout_time, tuple(patchout_freq), overlap, crop)
@@ -105,42 +179,47 @@ def extract(
     items, missing = take_shard(items, missing, shard)
     pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size)
     run_batch = pipeline.embedder(options)  # checks the options before the output folder is claimed
+    batcher = pipeline.batcher(run_batch, options, batch_size)
+    failures_file = failures_path(output_dir, suffix)
     output_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(output_dir, [failures_file])
     check_settings(output_dir, run_settings(model_name(model), pipeline.config.segment_frames, options, per_segment,
-                                            output_format))
+                                            output_format, getattr(pipeline, "fingerprint", None)))
 
-    summary = ExtractSummary(output_dir=output_dir, failures=list(missing), failed=len(missing))
+    summary = ExtractSummary(output_dir=output_dir)
+    for path, reason in missing:
+        record_failure(summary, path, reason, failures_file)
     todo, summary.skipped = pending_items(items, sink)
 
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(items), initial=summary.skipped, unit="file", disable=not progress, dynamic_ncols=True)
     work_started = time.perf_counter()
-    try:
-        batcher = pipeline.batcher(run_batch, options, batch_size)
-        for item, result, reason in process(todo, batcher, pipeline.decoder, workers):
-            if reason is not None:
-                summary.failed += 1
-                summary.failures.append((str(item.path), reason))
-            else:
-                write_result(sink, item.key, result, summary, str(item.path))
-            elapsed = time.perf_counter() - work_started
-            bar.set_postfix_str(f"{summary.audio_seconds / 3600:.2f} h audio, "
-                                f"{summary.audio_seconds / max(elapsed, 1e-9):.1f} audio s/s, {summary.failed} failed")
-            bar.update(1)
-        sink.close()
-    finally:
-        bar.close()
-        sink.flush()  # finished tracks are kept (a parquet part) even when the run stops early
-        # Merged by path: failures of inputs this run did not look at (an earlier, larger run) stay.
-        write_failures(failures_path(output_dir, suffix), summary.failures, merge=True,
-                       resolved=[str(item.path) for item in items] + [path for path, _ in missing])
-        summary.elapsed_seconds = time.perf_counter() - started
+    with sigterm_stops_cleanly():
+        try:
+            for item, result, reason in process(todo, batcher, pipeline.decoder, workers):
+                if reason is not None:
+                    record_failure(summary, str(item.path), reason, failures_file)
+                else:
+                    write_result(sink, item.key, result, summary, str(item.path), failures_file)
+                elapsed = time.perf_counter() - work_started
+                bar.set_postfix_str(f"{summary.audio_seconds / 3600:.2f} h audio, "
+                                    f"{summary.audio_seconds / max(elapsed, 1e-9):.1f} audio s/s, {summary.failed} failed")
+                bar.update(1)
+            sink.close()
+        finally:
+            bar.close()
+            sink.flush()  # finished tracks are kept (a parquet part) even when the run stops early
+            # Merged by path: failures of inputs this run did not look at (an earlier, larger run) stay;
+            # the lines this run appended are folded into one per path.
+            write_failures(failures_file, summary.failures, merge=True,
+                           resolved=[str(item.path) for item in items] + [path for path, _ in missing])
+            summary.elapsed_seconds = time.perf_counter() - started
     return summary
 
 
 def tag_files(
-    inputs: Sequence[str | os.PathLike],
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
     model: str | os.PathLike | MaestPipeline,
     *,
     overlap: float = 0.5,
@@ -153,8 +232,15 @@ def tag_files(
     """``(path, probabilities, None)`` or ``(path, None, reason)`` per file, in input order.
 
     Segments are batched across files, so tracks finish out of order; each is held back only until
-    the tracks before it are done.
+    the tracks before it are done. ``inputs`` may be one path. A track whose probabilities would hold
+    NaN or infinity is a failure.
     """
+    check_run_options(batch_size, workers)
+    return _tag_files(inputs, model, overlap, crop, extensions, batch_size, device, workers)
+
+
+def _tag_files(inputs, model, overlap, crop, extensions, batch_size, device, workers
+               ) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
     items, missing = find_audio(inputs, extensions)
     for path, reason in missing:
         yield path, None, reason

@@ -2,7 +2,8 @@
 
 A sink takes ``(key, TrackResult)`` pairs from any driver (the local loop, a Ray engine), knows which
 keys are already written (a rerun skips them) and is closed at the end. Every file is written to a
-``.partial`` name and renamed into place, so an output that exists is complete.
+``.partial`` name and renamed into place, so an output that exists is complete. A result holding NaN
+or infinity is refused (:class:`NonFiniteOutputError`): it is a failed track, never a file.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from maest.atomic import PARTIAL, atomic_write
 from maest.batching import TrackResult
 from maest.extraction.errors import MissingDependencyError
 from maest.extraction.files import output_path
+from maest.extraction.tracks import ensure_finite
 
 Format = Literal["npy", "npz", "parquet"]
 FORMATS = ("npy", "npz", "parquet")
@@ -72,6 +74,7 @@ class FileSink:
         return {key for key in keys if _exists(output_path(self.output_dir, key, self.fmt))}
 
     def add(self, key: str, result: TrackResult) -> None:
+        ensure_finite(result)
         target = output_path(self.output_dir, key, self.fmt)
         if self.fmt == "npy":
             array = result.outputs if self.per_segment else result.track
@@ -101,21 +104,33 @@ def _pyarrow():
 
 
 class ParquetSink:
-    """Buffers finished tracks and writes them as part files; :meth:`consolidate` makes one table."""
+    """Buffers finished tracks and writes them as part files; :meth:`consolidate` makes one table.
 
-    def __init__(self, output_dir: Path, per_segment: bool, part_tracks: int = 64, suffix: str = ""):
+    A part is written every ``part_tracks`` tracks or ``part_seconds`` seconds, whichever comes first,
+    so a killed run loses at most that much work. Finished keys are read from every table and part
+    in the folder (any shard layout), so a rerun with another layout skips them too.
+    """
+
+    def __init__(self, output_dir: Path, per_segment: bool, part_tracks: int = 64, suffix: str = "",
+                 part_seconds: float = 30.0):
         self.pa, self.pq = _pyarrow()
         self.output_dir = output_dir
         self.table_path = output_dir / (Path(TABLE_FILE).stem + suffix + ".parquet")
         self.parts = output_dir / (Path(PARTS_DIR).stem + suffix + ".parts")
         self.per_segment = per_segment
         self.part_tracks = part_tracks
+        self.part_seconds = part_seconds
         self.rows: list[tuple[str, TrackResult]] = []
+        self.last_flush = time.monotonic()
 
     def done_keys(self, keys: Iterable[str] | None = None) -> set[str]:
-        """Keys in the table or its parts (of ``keys`` when given)."""
+        """Keys in any table or part of the folder, whatever shard wrote it (of ``keys`` when given)."""
+        stem = Path(TABLE_FILE).stem
+        tables = [p for p in self.output_dir.glob(stem + "*.parquet") if p.is_file()]
+        parts = [p for folder in self.output_dir.glob(stem + "*" + Path(PARTS_DIR).suffix) if folder.is_dir()
+                 for p in folder.glob("*.parquet")]
         done: set[str] = set()
-        for path in self._part_files() + ([self.table_path] if self.table_path.exists() else []):
+        for path in sorted(tables) + sorted(parts):
             done.update(self.pq.read_table(path, columns=["path"]).column("path").to_pylist())
         return done if keys is None else done & set(keys)
 
@@ -123,8 +138,9 @@ class ParquetSink:
         return sorted(self.parts.glob("*.parquet")) if self.parts.is_dir() else []
 
     def add(self, key: str, result: TrackResult) -> None:
+        ensure_finite(result)
         self.rows.append((key, result))
-        if len(self.rows) >= self.part_tracks:
+        if len(self.rows) >= self.part_tracks or time.monotonic() - self.last_flush >= self.part_seconds:
             self.flush()
 
     def _table(self, rows: list[tuple[str, TrackResult]]):
@@ -149,6 +165,7 @@ class ParquetSink:
 
     def flush(self) -> None:
         """Write the buffered tracks as a new part (finished tracks survive a run that stops early)."""
+        self.last_flush = time.monotonic()
         if not self.rows:
             return
         table = self._table(self.rows)
