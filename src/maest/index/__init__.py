@@ -3,7 +3,7 @@
 Build an index from an ``maest embed`` output, then ask for the tracks nearest to a track of the
 collection or to any embedding; similarity is cosine (vectors are L2-normalised, inner product).
 
-**Exact vs approximate.** An *exact* index (faiss ``IndexFlatIP``) compares the query with every
+**Exact vs approximate.** An *exact* index (a numpy matrix, or faiss fp16) compares the query with every
 stored vector: the true top k, at a cost linear in rows x dims. An *approximate* index (faiss HNSW,
 M=32, efConstruction=80, efSearch=64) walks a neighbour graph: ~1-2 ms a query whatever the size,
 recall@10 ~0.97-1.0 on clustered data (lower on structureless random vectors), for a build of

@@ -1,7 +1,7 @@
 """The index folder: build it from embeddings, load it, search it, add tracks to it.
 
 Folder layout (every file written atomically; ``index.json`` last, so it names a complete state):
-``vectors.faiss`` (the faiss structure), ``paths.txt`` (one key per row, row order),
+``vectors.npy`` (exact float32) or ``vectors.faiss`` (the faiss structure), ``paths.txt`` (one key per row, row order),
 ``pca.npz`` (mean, components, explained variance; only with PCA) and ``index.json``.
 """
 
@@ -27,7 +27,7 @@ METRICS = ("cosine",)
 # "auto" searches exactly while one query scans at most this many stored values (rows x dims):
 # 20,000 x 2304 float32 took ~10 ms a query on 2 shared cores (benchmarks/results/index.md).
 EXACT_MAX_VALUES = 20_000 * 2304
-INFO_FILE, PATHS_FILE, VECTORS_FILE, PCA_FILE = "index.json", "paths.txt", "vectors.faiss", "pca.npz"
+INFO_FILE, PATHS_FILE, PCA_FILE = "index.json", "paths.txt", "pca.npz"
 FORMAT_VERSION = 1
 
 
@@ -61,7 +61,7 @@ class IndexInfo:
     pca_dims: int | None = None
     pca_explained_variance: float | None = None
     ef_search: int = vectors.EF_SEARCH
-    memory_bytes: int = 0  # size of vectors.faiss: the memory the loaded structure holds
+    memory_bytes: int = 0  # size of vectors.npy/.faiss: the memory the loaded structure holds
     build_seconds: float = 0.0
     embedding_spec: dict = field(default_factory=dict)
     maest_version: str = ""
@@ -217,14 +217,16 @@ def _stem(key: str) -> str:
 
 def _save(directory: Path, info: IndexInfo, structure, keys: list[str], pca: vectors.Pca | None) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    vectors.write_faiss(structure, directory / VECTORS_FILE)
+    written = vectors.write_structure(structure, directory)
+    stale = directory / ("vectors.faiss" if written.suffix == ".npy" else "vectors.npy")
     atomic_write_text(directory / PATHS_FILE, "".join(key + "\n" for key in keys))
     if pca is not None:
         pca.save(directory / PCA_FILE)
-    info.memory_bytes = (directory / VECTORS_FILE).stat().st_size
+    info.memory_bytes = written.stat().st_size
     info.maest_version = _version()
     fields = {k: v for k, v in asdict(info).items() if k != "directory"}
     atomic_write_text(directory / INFO_FILE, json.dumps(fields, indent=2) + "\n")
+    stale.unlink(missing_ok=True)  # the other kind's file, after a switch to HNSW or a rebuild
 
 
 def build_index(
@@ -291,7 +293,7 @@ def load(index_dir: str | os.PathLike, ef_search: int | None = None) -> Index:
     if ef_search is not None:
         info.ef_search = ef_search
     try:
-        structure = vectors.read_faiss(directory / VECTORS_FILE)
+        structure = vectors.read_structure(directory, info.kind, info.dtype)
         keys = (directory / PATHS_FILE).read_text().splitlines()
         pca = vectors.Pca.load(directory / PCA_FILE) if info.pca_dims else None
     except (OSError, RuntimeError) as error:

@@ -1,8 +1,9 @@
-"""The vector side of the index: L2 normalisation, PCA, and the faiss structures (exact or HNSW).
+"""The vector side of the index: L2 normalisation, PCA, and the search structures.
 
-faiss-cpu was chosen over usearch by measurement (``benchmarks/results/index.md``): on the same
-2304-d vectors its HNSW builds several times faster at equal recall and query latency, and its
-flat/scalar-quantizer indexes give exact search in float32 or float16 with one file format.
+Exact float32: :class:`NumpyFlat` (one BLAS matrix-vector product); exact float16: faiss
+``IndexScalarQuantizer`` (fp16); approximate: faiss HNSW (float32 or fp16). faiss-cpu was chosen over
+usearch by measurement (``benchmarks/results/index.md``): at the same M/ef on the same 2304-d
+vectors its HNSW built faster and answered faster at equal recall@10.
 """
 
 from __future__ import annotations
@@ -89,13 +90,51 @@ class Pca:
             return cls(data["mean"], data["components"], data["explained_variance_ratio"])
 
 
+class NumpyFlat:
+    """Exact float32 search as one matrix-vector product (faiss's interface, the subset used here).
+
+    For one query at a time numpy's BLAS gemv (all cores) beat faiss ``IndexFlatIP`` (which
+    parallelises over queries, so one query runs on one core) 2-3x on 2 cores: see the benchmark.
+    """
+
+    def __init__(self, dims: int, data: np.ndarray | None = None):
+        self.d = dims
+        self.data = np.zeros((0, dims), np.float32) if data is None else np.ascontiguousarray(data, np.float32)
+
+    @property
+    def ntotal(self) -> int:
+        return len(self.data)
+
+    def add(self, points: np.ndarray) -> None:
+        self.data = np.concatenate([self.data, np.asarray(points, np.float32)])
+
+    def reconstruct(self, row: int) -> np.ndarray:
+        return self.data[row].copy()
+
+    def reconstruct_n(self, start: int, count: int) -> np.ndarray:
+        return self.data[start:start + count].copy()
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` inner products per query, highest first (ties: lower row first)."""
+        scores, rows = np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1)
+        k = min(k, self.ntotal)
+        for i, query in enumerate(queries):
+            all_scores = self.data @ query
+            top = np.argpartition(-all_scores, k - 1)[:k] if k < self.ntotal else np.arange(self.ntotal)
+            top = top[np.lexsort((top, -all_scores[top]))]
+            scores[i, :k], rows[i, :k] = all_scores[top], top
+        return scores, rows
+
+
 def new_faiss_index(kind: str, dims: int, dtype: str, m: int = HNSW_M, ef_construction: int = EF_CONSTRUCTION):
-    """An empty inner-product faiss index: flat (exact) or HNSW (approximate), float32 or float16."""
+    """An empty inner-product index: exact (numpy float32, faiss float16) or faiss HNSW (approximate)."""
+    if kind == "exact" and dtype == "float32":
+        return NumpyFlat(dims)
     faiss = faiss_module()
     ip = faiss.METRIC_INNER_PRODUCT
     fp16 = faiss.ScalarQuantizer.QT_fp16
     if kind == "exact":
-        index = faiss.IndexFlatIP(dims) if dtype == "float32" else faiss.IndexScalarQuantizer(dims, fp16, ip)
+        index = faiss.IndexScalarQuantizer(dims, fp16, ip)
     elif kind == "approximate":
         index = faiss.IndexHNSWFlat(dims, m, ip) if dtype == "float32" else faiss.IndexHNSWSQ(dims, fp16, m, ip)
         index.hnsw.efConstruction = ef_construction
@@ -111,15 +150,26 @@ def set_ef_search(index, ef_search: int) -> None:
         index.hnsw.efSearch = ef_search
 
 
-def write_faiss(index, path: Path) -> None:
-    faiss = faiss_module()
-    data = faiss.serialize_index(index)
-    atomic_write(path, lambda f: f.write(data.tobytes()))
+def structure_file(structure) -> str:
+    return "vectors.npy" if isinstance(structure, NumpyFlat) else "vectors.faiss"
 
 
-def read_faiss(path: Path):
-    faiss = faiss_module()
-    return faiss.read_index(os.fspath(path))
+def write_structure(structure, directory: Path) -> Path:
+    """Save to ``vectors.npy`` (exact float32) or ``vectors.faiss``; returns the path written."""
+    path = directory / structure_file(structure)
+    if isinstance(structure, NumpyFlat):
+        atomic_write(path, lambda f: np.save(f, structure.data))
+    else:
+        data = faiss_module().serialize_index(structure)
+        atomic_write(path, lambda f: f.write(data.tobytes()))
+    return path
+
+
+def read_structure(directory: Path, kind: str, dtype: str):
+    if kind == "exact" and dtype == "float32":
+        data = np.load(directory / "vectors.npy")
+        return NumpyFlat(data.shape[1], data)
+    return faiss_module().read_index(os.fspath(directory / "vectors.faiss"))
 
 
 def all_vectors(index) -> np.ndarray:
