@@ -258,3 +258,22 @@ def test_similar_embeds_an_audio_query_with_the_index_spec(tone_collection, tmp_
     assert mi.similar(tmp_path / "ix", "class3/t1.npy", k=3)[0][0] != "class3/t1.npy"  # a key excludes itself
     mi.build_index(root / "parquet", tmp_path / "table")  # its spec names the model "tiny-0": pass the model
     assert mi.similar(tmp_path / "table", query, k=3, model=pipeline)[0] == ("class3/t1.wav", pytest.approx(1.0, abs=1e-4))
+
+
+def test_parquet_tables_of_a_sharded_run_are_indexed_together(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    vectors = clustered(30, 12, clusters=3)
+    keys = [f"album/{i}.flac" for i in range(30)]
+    folder = tmp_path / "table"
+    folder.mkdir()
+    for shard, rows in enumerate((range(0, 18), range(18, 30))):  # the embed output's table columns
+        flat = pa.array(vectors[list(rows)].reshape(-1))
+        table = pa.table({"path": [keys[i] for i in rows], "embedding": pa.FixedSizeListArray.from_arrays(flat, 12)})
+        pq.write_table(table, folder / f"embeddings.shard-{shard}-of-2.parquet")
+    data = mi.read_embeddings(folder)
+    assert data.keys == keys
+    np.testing.assert_allclose(data.vectors, vectors)
+    mi.build_index(folder, tmp_path / "ix")
+    order, _ = brute_force(vectors, vectors[20], 3, skip=20)
+    assert [k for k, _ in mi.load(tmp_path / "ix").search("album/20.flac", k=3)] == [keys[i] for i in order]

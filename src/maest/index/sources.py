@@ -114,12 +114,20 @@ def read_embeddings(source: str | os.PathLike | EmbeddingSet) -> EmbeddingSet:
         raise FileNotFoundError(f"no embeddings at {path}: pass an 'maest embed' output folder or an {TABLE_FILE}")
     folder = path if path.is_dir() else path.parent
     spec = json.loads((folder / SETTINGS_FILE).read_text()) if (folder / SETTINGS_FILE).is_file() else {}
-    table = path if path.is_file() else folder / TABLE_FILE
     if path.is_file() and path.suffix != ".parquet":
         raise SimilarityIndexError(f"{path}: expected a folder of .npy/.npz files or a .parquet table")
-    if table.is_file():
-        keys, vectors = _read_parquet(table)
-        vectors = np.asarray(vectors, dtype=np.float32)
+    # a folder: its table, or the tables of a sharded run (embeddings.shard-i-of-n.parquet)
+    tables = [path] if path.is_file() else sorted(folder.glob("embeddings*.parquet"))
+    if tables:
+        keys, parts = [], []
+        for table in tables:
+            table_keys, table_vectors = _read_parquet(table)
+            keys += table_keys
+            parts.append(np.asarray(table_vectors, dtype=np.float32))
+        if len({p.shape[1] for p in parts}) > 1:
+            raise DimensionMismatchError(f"{folder}: its tables hold embeddings of different sizes "
+                                         f"{sorted({p.shape[1] for p in parts})}; index them separately")
+        vectors = np.concatenate(parts)
     else:
         keys, rows = _read_tree(folder)
         if not rows:
@@ -133,7 +141,7 @@ def read_embeddings(source: str | os.PathLike | EmbeddingSet) -> EmbeddingSet:
                                          "embed the collection with one setting per folder")
         vectors = np.stack(rows)
     if not len(keys):
-        raise EmptySourceError(f"{table} holds no embeddings")
+        raise EmptySourceError(f"{path} holds no embeddings; run 'maest embed' first")
     return EmbeddingSet(list(keys), vectors, spec, str(path))
 
 
