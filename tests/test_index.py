@@ -84,6 +84,12 @@ def test_query_by_key_excludes_itself_unless_asked(tmp_path):
     assert first == keys[5] and similarity == pytest.approx(1.0, abs=1e-5)
     assert index.search("artist5/track00005", k=2) == index.search(keys[5], k=2)  # the key without ".npy"
     assert index.search("artist5/track00005.wav", k=2) == index.search(keys[5], k=2)  # the audio's name
+    dotted = ["x/01. intro.npy", "x/02. outro.npy", "y/a.npy", "z/a.npy"]
+    mi.build_index(mi.EmbeddingSet(dotted, vectors[:4]), tmp_path / "dotted")
+    index = mi.load(tmp_path / "dotted")
+    assert "x/01. intro" in index and "x/01. intro.flac" in index
+    with pytest.raises(mi.UnknownKeyError, match="not in the index"):
+        index.search("a")  # y/a.npy and z/a.npy: a key must name its folder too
 
 
 def test_approximate_recall_at_10_on_clustered_vectors(tmp_path):

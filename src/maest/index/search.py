@@ -124,6 +124,8 @@ class Index:
     def _find(self, key: str) -> int | None:
         if key in self._rows:
             return self._rows[key]
+        if key in self._stems:  # "a/01. intro" (whose "suffix" would be ". intro")
+            return self._stems[key]
         return self._stems.get(_stem(key))
 
     def row(self, key: str) -> int:
