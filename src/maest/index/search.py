@@ -25,7 +25,8 @@ KINDS = ("auto", "exact", "approximate")
 DTYPES = ("float32", "float16")
 METRICS = ("cosine",)
 # "auto" searches exactly while one query scans at most this many stored values (rows x dims):
-# 20,000 x 2304 float32 took ~10 ms a query on 2 shared cores (benchmarks/results/index.md).
+# numpy took ~0.5 ms per 1000 2304-d vectors on an idle 2-core machine, so ~10 ms at 20,000
+# (benchmarks/results/index.md); beyond it HNSW answers faster for a one-off build.
 EXACT_MAX_VALUES = 20_000 * 2304
 INFO_FILE, PATHS_FILE, PCA_FILE = "index.json", "paths.txt", "pca.npz"
 FORMAT_VERSION = 1

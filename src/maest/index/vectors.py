@@ -17,7 +17,7 @@ import numpy as np
 from maest.atomic import atomic_write
 
 # HNSW parameters (benchmarks/index.py): M=32 neighbours per node, efConstruction=80 and
-# efSearch=64 gave recall@10 >= 0.98 on clustered 2304-d data at < 2 ms a query.
+# efSearch=64 gave recall@10 1.0 on clustered 2304-d data (20,000 vectors: 0.46 ms a query idle).
 HNSW_M = 32
 EF_CONSTRUCTION = 80
 EF_SEARCH = 64
