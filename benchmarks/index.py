@@ -2,9 +2,10 @@
 
 Synthetic 2304-d vectors (the size of a cls+dist+avg MAEST embedding), random (no structure: the
 hard case for a graph index) and clustered (n/100 gaussian blobs, like albums/styles); sizes 10^4
-and 10^5, and 10^6 with PCA-256 float16 (2304-d float32 would be 9.2 GB). Exact search = numpy
+and 10^5 (HNSW builds at 10^5: clustered only), and, with ``--million``, 10^6 with PCA-256 float16
+(2304-d float32 would be 9.2 GB). Exact search = numpy
 float32 / faiss float16 through :mod:`maest.index`; approximate = faiss HNSW (maest.index) and usearch HNSW
-(same M / ef) for the library choice. Exact latency at growing sizes gives the auto threshold.
+(same M / ef, 10^4 only: its builds are slower) for the library choice. Exact latency at growing sizes gives the auto threshold.
 Run: python benchmarks/index.py [--million] [--queries 100]
 """
 
@@ -94,6 +95,28 @@ def exact_latency_curve(sizes: list[int], queries: int) -> list[tuple[int, float
         ms_numpy, _ = timed_queries(lambda q: np.argpartition(-(data[:n] @ q), K)[:K], probe)
         rows.append((n, ms_faiss, ms_numpy))
     return rows
+
+
+NOTES = [
+    "## Reading", "",
+    "- **Library: faiss.** At the same M/efConstruction/efSearch, faiss's HNSW built 1.8-2.6x faster "
+    "than usearch's (10^4 random: 80 vs 143 s; clustered: 18 vs 46 s, under this run's load; idle, on "
+    "20,000 clustered vectors: 3.7 vs 16 s), used 30 % less memory (90 vs 128 MiB) at equal recall "
+    "(0.705 vs 0.702 random, 1.000 vs 0.999 clustered). faiss also gives exact float16 search "
+    "(SQfp16) with the same file format.",
+    "- **Exact vs HNSW.** Exact latency grows linearly (25 -> 242 ms from 10^4 to 10^5 in the curve "
+    "above); HNSW stayed near-flat (0.63 -> 1.84 ms clustered) at recall 1.000, 44x faster than "
+    "exact at 10^5. HNSW's price is the build (10^5 x 2304: 554 s under load 8-11; idle, 20,000 "
+    "took 3.7 s) and ~3 % more memory. On structureless random vectors recall is ~0.70: the "
+    "ground-truth neighbours beyond the query's own source are noise-level ties.",
+    "- **float16** halves memory at recall >= 0.998 (ties reordered by rounding); its exact search "
+    "is no faster than numpy's float32 (faiss scans it on one core).",
+    "- **PCA-256 float16** cuts memory 12x (75 vs 905 MiB at 10^5) but on these synthetic sets "
+    "(isotropic noise in all 2304 dims, 1000 centres) it keeps only 21-59 % of the variance and "
+    "recall@10 drops to 0.16-0.37: neighbours within a cluster are decided by the discarded "
+    "dims. The test suite checks that cluster membership survives PCA; check the explained variance "
+    "(`info.pca_explained_variance`) on real embeddings before choosing it.", "",
+]
 
 
 def threshold_text(curve: list[tuple[int, float, float]]) -> str:
@@ -223,6 +246,7 @@ def main() -> None:
             "PCA-256 float16 the index would take ~0.5 GB, but an HNSW build grows a little faster than "
             f"linearly{rate}, so 10^6 would take more than ten times as long: beyond the ~10-minute budget "
             "of this benchmark on 2 shared cores.", ""]
+    lines += NOTES
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(lines))
     print(f"wrote {RESULTS}")
