@@ -172,7 +172,7 @@ class Index:
                 raise DimensionMismatchError(f"a query vector must be 1-D ({self.info.source_dims},), got {query.shape}")
             point = self.prepare(query[None])
         want = min(k + (skip is not None), len(self))
-        scores, rows = self.structure.search(point, want)
+        scores, rows = vectors.search_one_thread(self.structure, point, want)
         found = [(self.keys[r], float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0 and r != skip]
         return found[:k]
 
