@@ -76,6 +76,7 @@ def extract(
     patchout_freq: Sequence[int] = (),
     overlap: float = 0.5,
     crop: str | None = None,
+    segments: str = "maest",
     per_segment: bool = False,
     output_format: Format = "npy",
     extensions: Sequence[str] | None = None,
@@ -92,12 +93,13 @@ def extract(
     ``embeddings.parquet`` table). Unreadable files go to ``failures.tsv`` and the run goes on.
     ``shard=(i, n)`` takes every n-th file from the i-th (0-based), for n independent processes or
     GPUs writing into one folder; table and failures file names then end in ``.shard-i-of-n``.
+    ``segments``: the segment rule, "maest" or "original" (:mod:`maest.segments`).
     """
     if output_format not in FORMATS:
         raise ValueError(f"output_format must be one of {FORMATS}, got {output_format!r}")
     started = time.perf_counter()
     output_dir = Path(output_dir)
-    options = EmbedOptions(blocks, tokens, patchout_time, tuple(patchout_freq), overlap, crop)
+    options = EmbedOptions(blocks, tokens, patchout_time, tuple(patchout_freq), overlap, crop, segments)
     suffix = shard_suffix(shard)
     sink = open_sink(output_dir, output_format, per_segment, suffix)  # parquet: fails here without pyarrow
     items, missing = find_audio(inputs, extensions)
@@ -145,6 +147,7 @@ def tag_files(
     *,
     overlap: float = 0.5,
     crop: str | None = None,
+    segments: str = "maest",
     extensions: Sequence[str] | None = None,
     batch_size: int = 8,
     device: str | None = None,
@@ -159,7 +162,7 @@ def tag_files(
     for path, reason in missing:
         yield path, None, reason
     pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size)
-    options = EmbedOptions(blocks=None, overlap=overlap, crop=crop)
+    options = EmbedOptions(blocks=None, overlap=overlap, crop=crop, segments=segments)
     batcher = pipeline.batcher(pipeline.tagger(options), options, batch_size)
     position = {id(item): index for index, item in enumerate(items)}
     finished: dict[int, tuple[str, np.ndarray | None, str | None]] = {}
