@@ -88,6 +88,15 @@ def test_blocks_command_writes_plot_and_numbers_and_resumes(tiny, tmp_path):
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     assert (tmp_path / "blocks.jsonl").read_text() == jsonl  # resumed: no probe retrained
+    # The protocol's segment rule (original) names the feature cache; --segments maest makes its own
+    # cache (the name it had before the option) and its own probes, never reusing the other rule's.
+    assert "Segments: the original rule." in (tmp_path / "blocks.md").read_text()
+    assert (tmp_path / "features" / "model-o0.5-original" / "features.json").is_file()
+    one_probe = [{"1-2": "2", "c,a,cda": "c"}.get(a, a) for a in args]
+    maest = CliRunner().invoke(app, [*one_probe, "--segments", "maest"])
+    assert maest.exit_code == 0, maest.output
+    assert "segments" not in json.loads((tmp_path / "features" / "model-o0.5" / "features.json").read_text())
+    assert len((tmp_path / "blocks.jsonl").read_text().splitlines()) == 7
 
 
 def test_patchout_experiment(tiny, tmp_path):
