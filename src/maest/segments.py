@@ -148,10 +148,11 @@ def gather_segments(mel: torch.Tensor, starts: np.ndarray | torch.Tensor, frames
     """
     starts = torch.as_tensor(starts, dtype=torch.long, device=mel.device)
     positions = torch.arange(frames, device=mel.device)
-    if valid is None:
+    if valid is not None:
+        valid = torch.as_tensor(valid, dtype=torch.long, device=mel.device)
+    if valid is None or bool((valid == frames).all()):  # nothing to pad
         index = starts[:, None] + positions  # (segments, frames)
         return mel[:, index].permute(1, 0, 2).contiguous()
-    valid = torch.as_tensor(valid, dtype=torch.long, device=mel.device)
     before = (frames - valid) // 2
     offsets = positions - before[:, None]  # (segments, frames): frame of the track read at each position
     inside = (offsets >= 0) & (offsets < valid[:, None])
