@@ -41,6 +41,12 @@ def test_maest_eval_end_to_end_and_resume(tiny, tmp_path):
     assert scores["test"]["roc_auc_macro"] > 0.9 and scores["test"]["pr_auc_macro"] > 0.8
     assert 0 <= scores["best_epoch"] < 12
     assert "ROC-AUC" in (out / "results.md").read_text()
+    # The paper protocol embeds with the original code's segment rule; its cache folder says so.
+    assert scores["segments"] == "original" and "segments: original rule" in (out / "results.md").read_text()
+    assert sorted(p.name for p in (out / "embeddings" / "model").iterdir() if p.name.startswith("b2")) == [
+        "b2-cda-t1-fnone-o0.5-original", "b2-cda-t1-fnone-o0.5-original.audio-links"]
+    assert json.loads((out / "embeddings" / "model" / "b2-cda-t1-fnone-o0.5-original" / "maest-embed.json").read_text()
+                      )["segments"] == "original"
     embeddings = sorted((out / "embeddings").rglob("*.npy"))
     assert len(embeddings) == 24
     assert any(p.name.endswith(".npy") and p.parent.name.isdigit() for p in embeddings)  # NN/<id>.npy tree
@@ -63,9 +69,12 @@ def test_missing_audio_is_reported_then_allowed(tiny, tmp_path):
     refused = CliRunner().invoke(app, args)
     assert refused.exit_code == 1
     assert "missing" in refused.output and "--allow-missing" in refused.output
-    allowed = CliRunner().invoke(app, [*args, "--allow-missing"])
+    # --segments maest overrides the protocol's rule; its cache keeps the name it had before the option.
+    allowed = CliRunner().invoke(app, [*args, "--allow-missing", "--segments", "maest"])
     assert allowed.exit_code == 0, allowed.output
     result = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert result["segments"] == "maest"
+    assert (tmp_path / "out" / "embeddings" / "model" / "b1-c-t1-fnone-o0.5" / "maest-embed.json").is_file()
     assert sum(result["counts"].values()) == 22
     assert sum(v["missing"] for v in result["dropped"].values()) == 2
     assert result["tokens"] == ["cls"]

@@ -88,6 +88,15 @@ def test_blocks_command_writes_plot_and_numbers_and_resumes(tiny, tmp_path):
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
     assert (tmp_path / "blocks.jsonl").read_text() == jsonl  # resumed: no probe retrained
+    # The protocol's segment rule (original) names the feature cache; --segments maest makes its own
+    # cache (the name it had before the option) and its own probes, never reusing the other rule's.
+    assert "Segments: the original rule." in (tmp_path / "blocks.md").read_text()
+    assert (tmp_path / "features" / "model-o0.5-original" / "features.json").is_file()
+    one_probe = [{"1-2": "2", "c,a,cda": "c"}.get(a, a) for a in args]
+    maest = CliRunner().invoke(app, [*one_probe, "--segments", "maest"])
+    assert maest.exit_code == 0, maest.output
+    assert "segments" not in json.loads((tmp_path / "features" / "model-o0.5" / "features.json").read_text())
+    assert len((tmp_path / "blocks.jsonl").read_text().splitlines()) == 7
 
 
 def test_patchout_experiment(tiny, tmp_path):
@@ -98,7 +107,9 @@ def test_patchout_experiment(tiny, tmp_path):
     assert all(r["segments_per_s"] > 0 for r in rows)
     assert len(_csv(tmp_path / "patchout.csv")) == 3
     assert (tmp_path / "patchout.png").read_bytes().startswith(PNG_MAGIC)
-    settings = json.loads((tmp_path / "features" / "model-b2-t1-f3-o0.5" / "features.json").read_text())
+    # The paper protocol embeds with the original segment rule: its caches are named and keyed by it.
+    settings = json.loads((tmp_path / "features" / "model-b2-t1-f3-o0.5-original" / "features.json").read_text())
+    assert settings["segments"] == "original"
     # The paper's frequency patchout (model.md): 3 rows = the first and the last two, 4 = the first two
     # and the last two.
     assert settings["patchout_freq"] == [0, 7, 8]

@@ -6,8 +6,10 @@ driver (the local extraction loop, a Ray actor) feeds tracks through the same :c
 
 Segments are grouped by length (full-length ones together; each short track's length on its own),
 so a batch never pads and a track's output does not depend on which other tracks share its batch
-(up to float rounding of the matrix kernels, ~1e-6). At most ``max_pending_tracks`` tracks wait
-for their segments; tracks are returned as soon as their last segment ran.
+(up to float rounding of the matrix kernels, ~1e-6). Under the original segment rule every segment
+is full-length: a partial one is padded on its own, as the original code does, never to fit a batch.
+At most ``max_pending_tracks`` tracks wait for their segments; tracks are returned as soon as their
+last segment ran.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from maest.segments import Segments, gather_segments, segment_starts
+from maest.segments import Segments, check_rule, gather_segments, track_segments
 
 RunBatch = Callable[[torch.Tensor], np.ndarray]
 """``(batch, n_mels, frames)`` segments -> ``(batch, dim)`` float32 outputs, one row per segment."""
@@ -61,18 +63,24 @@ class SegmentBatcher:
     """Batches the segments of many tracks through ``run_batch``; returns tracks as they complete.
 
     ``segment_frames`` is the model's segment length and ``min_frames`` the shortest mel it takes;
-    ``overlap`` and ``crop`` follow :func:`maest.segments.segment_starts`.
+    ``overlap``, ``crop`` and ``segments`` (the rule: "maest" or "original") follow
+    :func:`maest.segments.track_segments`; ``pad_value`` fills the padding of the original rule's
+    partial segments (:func:`maest.segments.padding_value` of the model's normalisation).
     """
 
     def __init__(self, run_batch: RunBatch, segment_frames: int, *, min_frames: int = 1, overlap: float = 0.5,
-                 crop: str | None = None, batch_size: int = 8, max_pending_tracks: int | None = None):
+                 crop: str | None = None, batch_size: int = 8, max_pending_tracks: int | None = None,
+                 segments: str = "maest", pad_value: float = 0.0):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        check_rule(segments, overlap, crop)
         self.run_batch = run_batch
         self.segment_frames = segment_frames
         self.min_frames = min_frames
         self.overlap = overlap
         self.crop = crop
+        self.segments = segments
+        self.pad_value = pad_value
         self.batch_size = batch_size
         self.max_pending_tracks = max_pending_tracks or max(16, 2 * batch_size)
         self.queues: OrderedDict[int, deque[_Piece]] = OrderedDict()
@@ -84,7 +92,7 @@ class SegmentBatcher:
         """Queue a track's mel ``(n_mels, frames)``; returns the tracks completed meanwhile."""
         if mel.shape[-1] < self.min_frames:
             raise ValueError(f"a track needs at least {self.min_frames} mel frames, got {mel.shape[-1]}")
-        segments = segment_starts(mel.shape[-1], self.segment_frames, self.overlap, self.crop)
+        segments = track_segments(mel.shape[-1], self.segment_frames, self.overlap, self.crop, self.segments)
         track = _Track(key, mel, segments, duration, remaining=len(segments))
         self.queues.setdefault(segments.frames, deque()).append(_Piece(track, 0, len(segments)))
         self.queued[segments.frames] = self.queued.get(segments.frames, 0) + len(segments)
@@ -112,6 +120,11 @@ class SegmentBatcher:
             yield from self.add(key, mel, duration)
         yield from self.finish()
 
+    def _gather(self, piece: _Piece, length: int) -> torch.Tensor:
+        segments = piece.track.segments
+        valid = None if segments.valid is None else segments.valid[piece.lo : piece.hi]
+        return gather_segments(piece.track.mel, segments.starts[piece.lo : piece.hi], length, valid, self.pad_value)
+
     def _take_done(self) -> list[tuple[Any, TrackResult]]:
         done, self._done = self._done, []
         return done
@@ -131,7 +144,7 @@ class SegmentBatcher:
         self.queued[length] -= taken
         if not queue:
             del self.queues[length], self.queued[length]
-        mel = torch.cat([gather_segments(p.track.mel, p.track.segments.starts[p.lo : p.hi], length) for p in pieces])
+        mel = torch.cat([self._gather(p, length) for p in pieces])
         outputs = self.run_batch(mel)
         offset = 0
         for piece in pieces:

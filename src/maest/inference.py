@@ -29,7 +29,7 @@ from maest.configs import MaestConfig, discogs_labels
 from maest.decode import TrackMel
 from maest.effnet import EffNet
 from maest.model import TOKEN_NAMES, Maest, pool_tokens
-from maest.segments import CROPS, hop_frames
+from maest.segments import CROPS, check_rule, hop_frames, padding_value
 
 __all__ = ["DeviceUnavailableError", "EmbedOptions", "InputAudioError", "MaestPipeline", "TrackResult",
            "load_model", "model_labels", "resolve_device", "top_labels"]
@@ -55,6 +55,7 @@ class EmbedOptions:
     patchout_freq: tuple[int, ...] = ()
     overlap: float = 0.5
     crop: str | None = None
+    segments: str = "maest"  # segment rule: "maest" or "original" (the paper's numbers; maest.segments)
 
     def __post_init__(self):
         tokens = (self.tokens,) if isinstance(self.tokens, str) else tuple(self.tokens)
@@ -69,6 +70,7 @@ class EmbedOptions:
         hop_frames(1, self.overlap)
         if self.crop not in CROPS:
             raise ValueError(f"crop must be one of {CROPS}, got {self.crop!r}")
+        check_rule(self.segments, self.overlap, self.crop)
 
 
 class MaestPipeline:
@@ -182,9 +184,10 @@ class MaestPipeline:
         raise ValueError(f"mode must be 'embed' or 'tag', got {mode!r}")
 
     def batcher(self, run_batch: RunBatch, options: EmbedOptions, batch_size: int | None = None) -> SegmentBatcher:
-        """A :class:`SegmentBatcher` cutting this model's segments (length, overlap, crop) for ``run_batch``."""
+        """A :class:`SegmentBatcher` cutting this model's segments (length, overlap, crop, rule) for ``run_batch``."""
         return SegmentBatcher(run_batch, self.config.segment_frames, min_frames=self.min_frames, overlap=options.overlap,
-                              crop=options.crop, batch_size=batch_size or self.batch_size)
+                              crop=options.crop, batch_size=batch_size or self.batch_size, segments=options.segments,
+                              pad_value=padding_value(self.config.norm_mean, self.config.norm_std))
 
     def _embed_batch(self, options: EmbedOptions, mel: torch.Tensor) -> np.ndarray:
         mel = mel.to(self.device, non_blocking=True).contiguous()
@@ -243,6 +246,7 @@ class MaestPipeline:
         crop: str | None = None,
         sample_rate: int = frontend.SAMPLE_RATE,
         batch_size: int | None = None,
+        segments: str = "maest",
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Embedding of a track (file path, or 1-D waveform at ``sample_rate``, 16 kHz by default).
 
@@ -250,21 +254,35 @@ class MaestPipeline:
         ``tokens`` picks and orders the stacked cls / dist / avg tokens (768 dims each for the
         published models). Returns the mean over segments, ``(dim,)``; with ``per_segment=True``
         returns ``(embeddings (segments, dim), start times in seconds (segments,))``.
+        ``segments="original"`` cuts segments as the paper's downstream numbers were made
+        (:mod:`maest.segments`).
         """
-        options = EmbedOptions(blocks, tokens, patchout_time, tuple(patchout_freq), overlap, crop)
+        options = EmbedOptions(blocks, tokens, patchout_time, tuple(patchout_freq), overlap, crop, segments)
         result = self._one(audio, "embed", options, sample_rate, batch_size)
         return (result.outputs, result.start_seconds) if per_segment else result.track
 
     def predict(self, audio: str | os.PathLike | np.ndarray, overlap: float = 0.5, crop: str | None = None,
-                sample_rate: int = frontend.SAMPLE_RATE, batch_size: int | None = None) -> np.ndarray:
+                sample_rate: int = frontend.SAMPLE_RATE, batch_size: int | None = None,
+                segments: str = "maest") -> np.ndarray:
         """Class probabilities of a track: the mean over segments of the sigmoid outputs."""
-        options = EmbedOptions(blocks=None, overlap=overlap, crop=crop)
+        options = EmbedOptions(blocks=None, overlap=overlap, crop=crop, segments=segments)
         return self._one(audio, "tag", options, sample_rate, batch_size).track
 
     def tag(self, audio: str | os.PathLike | np.ndarray, top_k: int | None = 5, overlap: float = 0.5,
-            crop: str | None = None, sample_rate: int = frontend.SAMPLE_RATE) -> list[tuple[str, float]]:
-        """The ``top_k`` labels (all when None) with their probabilities, most probable first."""
-        return top_labels(self.predict(audio, overlap, crop, sample_rate), self.labels, top_k)
+            crop: str | None = None, sample_rate: int = frontend.SAMPLE_RATE,
+            segments: str = "maest", head: Any = None) -> list[tuple[str, float]] | list[tuple[str, float, bool]]:
+        """The ``top_k`` labels (all when None) with their probabilities, most probable first.
+
+        ``head`` (a :class:`maest.heads.Head` or its folder): the head's labels instead of the
+        model's, as ``(label, probability, on)`` with on/off by the head's decision rule; the track is
+        embedded with the head's recorded spec (``overlap``/``crop``/``segments`` do not apply).
+        """
+        if head is not None:
+            from maest.heads import tag_with_head
+
+            tags = tag_with_head(self, audio, head, sample_rate)
+            return tags[:top_k] if top_k is not None else tags
+        return top_labels(self.predict(audio, overlap, crop, sample_rate, segments=segments), self.labels, top_k)
 
 
 def top_labels(probabilities: np.ndarray, labels: Sequence[str], top_k: int | None = 5) -> list[tuple[str, float]]:

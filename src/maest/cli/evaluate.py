@@ -31,6 +31,7 @@ from maest.cli.options import (
     ProgressOpt,
     ProtocolOpt,
     SeedOpt,
+    SegmentsOpt,
     TokensOpt,
     TokenStacksOpt,
     WarmupOpt,
@@ -68,6 +69,7 @@ def eval_command(
     patchout_time: PatchoutTimeOpt = 1,
     patchout_freq: PatchoutFreqOpt = "",
     overlap: OverlapOpt = 0.5,
+    segments: SegmentsOpt = None,
     epochs: EpochsOpt = None,
     max_lr: MaxLrOpt = None,
     batch: ProbeBatchOpt = None,
@@ -87,7 +89,8 @@ def eval_command(
 ) -> None:
     """Embed a dataset's tracks, train the MLP probe, report test ROC-AUC and mAP (Markdown + JSON).
 
-    Defaults: block 7 and the protocol's tokens (paper: cls,dist,avg; original-repo: cls).
+    Defaults: block 7, the protocol's tokens (paper: cls,dist,avg; original-repo: cls) and its segment
+    rule (original, as the paper's numbers were made).
     """
     require("eval", "sklearn")
     from maest.evaluate.datasets import DatasetFormatError, MissingAudioError
@@ -99,7 +102,8 @@ def eval_command(
         result = run_eval(
             dataset, metadata, audio_root, model, output_dir, protocol=protocol, grid=grid, blocks=blocks,
             tokens=parse_tokens(tokens) if tokens else None, patchout_time=patchout_time,
-            patchout_freq=split_list(patchout_freq, int), overlap=overlap, device=device, batch_size=batch_size,
+            patchout_freq=split_list(patchout_freq, int), overlap=overlap, segments=segments, device=device,
+            batch_size=batch_size,
             decode_workers=decode_workers, probe_workers=probe_workers, probe_device=probe_device,
             allow_missing=allow_missing, seed=seed,
             dataset_options=_dataset_options(dataset, low_quality),
@@ -149,6 +153,7 @@ def experiment_blocks_command(
         "--blocks", help="Blocks to sweep: a range 5-12 or a list 5,7,9 (paper: 5..12).")] = "5-12",
     tokens: TokenStacksOpt = "c,d,a,cd,ca,da,cda",
     protocol: ProtocolOpt = "paper",
+    segments: SegmentsOpt = None,
     epochs: EpochsOpt = None,
     max_lr: MaxLrOpt = None,
     batch: ProbeBatchOpt = None,
@@ -171,8 +176,8 @@ def experiment_blocks_command(
     try:
         rows = blocks_experiment(
             model=model, output_dir=output_dir, blocks=block_list, token_stacks=split_token_stacks(tokens),
-            protocol=protocol, device=device, batch_size=batch_size, workers=probe_workers, allow_missing=allow_missing,
-            seed=seed, progress=progress,
+            protocol=protocol, segments=segments, device=device, batch_size=batch_size, workers=probe_workers,
+            allow_missing=allow_missing, seed=seed, progress=progress,
             **_common(dataset, metadata, audio_root, low_quality, epochs, max_lr, batch, dropout, warmup),
         )
     except (OSError, ValueError, RuntimeError) as error:
@@ -198,6 +203,7 @@ def experiment_patchout_command(
     block: Annotated[int, typer.Option("--block", help="Embedding block.")] = 7,
     tokens: TokensOpt = "cda",
     protocol: ProtocolOpt = "paper",
+    segments: SegmentsOpt = None,
     epochs: EpochsOpt = None,
     max_lr: MaxLrOpt = None,
     batch: ProbeBatchOpt = None,
@@ -222,6 +228,7 @@ def experiment_patchout_command(
         rows = patchout_experiment(
             model=model, output_dir=output_dir, time_patchout=split_list(time_patchout, int),
             freq_patchout=split_list(freq_patchout, int), cross=cross, block=block, tokens=tokens, protocol=protocol,
+            segments=segments,
             device=device, batch_size=batch_size, workers=probe_workers, allow_missing=allow_missing, seed=seed,
             progress=progress, **_common(dataset, metadata, audio_root, low_quality, epochs, max_lr, batch, dropout, warmup),
         )
@@ -244,6 +251,7 @@ def experiment_compare_command(
     blocks: Annotated[Optional[int], typer.Option(
         "--blocks", help="Embedding block (default: the protocol's, 7).")] = None,
     tokens: TokensOpt = None,
+    segments: SegmentsOpt = None,
     epochs: EpochsOpt = None,
     max_lr: MaxLrOpt = None,
     batch: ProbeBatchOpt = None,
@@ -266,7 +274,7 @@ def experiment_compare_command(
     try:
         rows = compare_experiment(
             dataset, metadata, audio_root, models, output_dir, protocol=protocol, blocks=blocks,
-            tokens=parse_tokens(tokens) if tokens else None, device=device, batch_size=batch_size,
+            tokens=parse_tokens(tokens) if tokens else None, segments=segments, device=device, batch_size=batch_size,
             probe_workers=probe_workers, allow_missing=allow_missing, seed=seed, progress=progress,
             dataset_options=_dataset_options(dataset, low_quality),
             probe_overrides=_overrides(epochs, max_lr, batch, dropout, warmup),

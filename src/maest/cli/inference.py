@@ -20,6 +20,7 @@ from maest.cli.options import (
     OverlapOpt,
     PatchoutFreqOpt,
     PatchoutTimeOpt,
+    SegmentsOpt,
     TokensOpt,
     fail,
     renamed_workers,
@@ -40,6 +41,7 @@ def embed_command(
     patchout_freq: PatchoutFreqOpt = "",
     overlap: OverlapOpt = 0.5,
     crop: CropOpt = None,
+    segments: SegmentsOpt = "maest",
     per_segment: Annotated[bool, typer.Option(
         "--per-segment", help="Save one embedding per segment (npy: (segments, dim); npz/parquet add them beside the mean).")] = False,
     output_format: Annotated[str, typer.Option(
@@ -69,7 +71,8 @@ def embed_command(
     try:
         summary = extract(
             paths, output, model, blocks=blocks, tokens=list(parse_tokens(tokens)), patchout_time=patchout_time,
-            patchout_freq=split_list(patchout_freq, int), overlap=overlap, crop=crop, per_segment=per_segment,
+            patchout_freq=split_list(patchout_freq, int), overlap=overlap, crop=crop, segments=segments,
+            per_segment=per_segment,
             output_format=output_format, extensions=split_list(extensions) if extensions else None,
             batch_size=batch_size, device=device, workers=decode_workers, shard=shard_pair, progress=progress,
         )
@@ -96,6 +99,7 @@ def tag_command(
         "--format", help="table (readable), json (one object per track) or tsv (path, label, probability).")] = "table",
     overlap: OverlapOpt = 0.5,
     crop: CropOpt = None,
+    segments: SegmentsOpt = "maest",
     extensions: ExtensionsOpt = None,
     batch_size: BatchSizeOpt = 8,
     device: DeviceOpt = None,
@@ -113,7 +117,7 @@ def tag_command(
         fail(f"--format must be table, json or tsv, got {output_format!r}")
     try:
         pipeline = load_model(model, device, batch_size)
-        results = tag_files(paths, pipeline, overlap=overlap, crop=crop,
+        results = tag_files(paths, pipeline, overlap=overlap, crop=crop, segments=segments,
                             extensions=split_list(extensions) if extensions else None,
                             batch_size=batch_size, workers=decode_workers)
         succeeded = failed = 0

@@ -22,6 +22,7 @@ EVAL_METADATA = ("Split files: MTG-Jamendo's data/splits (or split-0/) folder; M
                  "tags.txt, annotations_final.csv, or folder with binary.npy + tags.npy + split arrays; MSD folder of "
                  "*.cP pickles + 50tagList.txt + 7digital maps; MSD-CALS folder of {train,valid,test}_ids.npy + "
                  "_binaries.npy.")
+SEGMENT_RULES = ("maest", "original")  # maest.segments.SEGMENT_RULES, spelled here so --help needs no torch
 TOKENS_HELP = ("Tokens to stack, in order: names cls,dist,avg or their letters (cda, c,d,a); "
                "all spellings give the same stack.")
 
@@ -65,6 +66,12 @@ def _check_tokens(value: str | None) -> str | None:
             parse_tokens(value)
         except ValueError as error:
             raise typer.BadParameter(str(error)) from None
+    return value
+
+
+def _check_segments(value: str | None) -> str | None:
+    if value is not None and value not in SEGMENT_RULES:
+        raise typer.BadParameter(f"must be one of {', '.join(SEGMENT_RULES)}, got {value!r}")
     return value
 
 
@@ -124,6 +131,13 @@ OverlapOpt = Annotated[float, typer.Option(
     "--overlap", help="Overlap of consecutive segments, in [0, 1) (the paper: 0.5); track outputs average over segments.")]
 CropOpt = Annotated[Optional[str], typer.Option(
     "--crop", help="'center': one segment from the centre of each track (the paper's training input) instead of all.")]
+SegmentsOpt = Annotated[Optional[str], typer.Option(
+    "--segments", callback=_check_segments, metavar="[maest|original]",
+    help="Segment rule. 'maest': half-overlapping segments covering every frame (a last one ends on the last "
+         "frame), short tracks at their own length. 'original': the original code's rule, as the paper's numbers "
+         "were made (segments at multiples of half a segment while a 10 % margin allows, partial and short ones "
+         "zero-padded to full length, centred). Default: maest for embed/tag; the protocol's (original) for eval "
+         "and the experiments.")]
 ExtensionsOpt = Annotated[Optional[str], typer.Option(
     "--ext", help="Extensions to take from folders, e.g. mp3,wav (default: every format maest decodes).")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]

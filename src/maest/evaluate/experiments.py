@@ -4,7 +4,9 @@
   from one forward pass per segment (:mod:`maest.evaluate.features`);
 * :func:`patchout_experiment` - Figure 3: throughput vs mAP under inference patchout;
 * :func:`compare_experiment` - a table of several checkpoints under one protocol.
-Probe results are appended to JSON lines files, so an interrupted experiment resumes.
+Probe results are appended to JSON lines files, so an interrupted experiment resumes. Tracks are
+embedded with the protocol's segment rule (the original code's, as the paper's numbers were made)
+unless ``segments`` says otherwise; feature folders and probe keys name a non-default rule.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 
 from maest.atomic import atomic_write, atomic_write_text
 from maest.evaluate.datasets import Dataset, MissingAudioError, check_audio, drop_paths, load_dataset
-from maest.evaluate.features import FeatureSet, extract_features, parse_tokens, token_letters
+from maest.evaluate.features import FeatureSet, extract_features, parse_tokens, segments_key, token_letters
 from maest.metrics import markdown_table
 from maest.evaluate.probe import ProbeConfig, ProbeData, append_jsonl, get_protocol, read_jsonl, train_probe
 
@@ -146,6 +148,15 @@ def _split_state(dataset: Dataset) -> dict[str, tuple[list[str], np.ndarray]]:
     return {name: (split.paths, split.targets) for name, split in dataset.splits.items()}
 
 
+def _segment_rule(protocol: str, segments: str | None, overlap: float) -> str:
+    """The segment rule an experiment embeds with: the protocol's unless ``segments`` overrides it."""
+    from maest.segments import check_rule
+
+    rule = get_protocol(protocol).segments if segments is None else segments
+    check_rule(rule, overlap, None)
+    return rule
+
+
 def _load_pipeline(model, device, batch_size):
     from maest.inference import MaestPipeline, load_model
 
@@ -165,6 +176,7 @@ def blocks_experiment(
     protocol: str = "paper",
     probe_overrides: Mapping[str, Any] | None = None,
     overlap: float = 0.5,
+    segments: str | None = None,
     device: str | None = None,
     batch_size: int = 8,
     workers: int | None = None,
@@ -180,6 +192,7 @@ def blocks_experiment(
     from matplotlib.figure import Figure
 
     output = Path(output_dir)
+    rule = _segment_rule(protocol, segments, overlap)
     dataset = _prepare(dataset, metadata, audio_root, allow_missing, dataset_options)
     pipeline = _load_pipeline(model, device, batch_size)
     blocks = sorted(set(int(b) for b in blocks))
@@ -190,22 +203,22 @@ def blocks_experiment(
 
     tag = model_tag(model)
     features, failures = extract_features(pipeline, dataset.all_paths(), audio_root,
-                                          output / "features" / f"{tag}-o{overlap}", blocks, overlap=overlap,
-                                          batch_size=batch_size, progress=progress)
+                                          output / "features" / f"{tag}-o{overlap}{segments_key(rule)}", blocks,
+                                          overlap=overlap, batch_size=batch_size, progress=progress, segments=rule)
     dataset = _usable(dataset, failures)
     import dataclasses
 
     config = dataclasses.asdict(dataclasses.replace(get_protocol(protocol).config, **dict(probe_overrides or {})))
     data_key = dataset.fingerprint()  # an output folder reused with other split data reruns its probes
-    tasks = {f"{tag}|{data_key}|b{b}|{token_letters(s)}|{json.dumps(config, sort_keys=True)}|{seed}": (b, s, config, seed)
-             for b in blocks for s in stacks}
+    tasks = {f"{tag}{segments_key(rule)}|{data_key}|b{b}|{token_letters(s)}|{json.dumps(config, sort_keys=True)}|{seed}":
+             (b, s, config, seed) for b in blocks for s in stacks}
     state = {"features": features, "splits": _split_state(dataset), "labels": dataset.labels}
     output.mkdir(parents=True, exist_ok=True)
     results = run_tasks(tasks, _probe_on_features, state, output / "blocks.jsonl", workers, "block x token probes", progress)
     rows = [{"model": tag, **{k: v for k, v in r.items() if k != "key"}} for r in results.values()]
     columns = ["model", "block", "tokens", "roc_auc", "map", "roc_auc_micro", "map_micro", "valid_roc_auc", "best_epoch"]
     write_csv(output / "blocks.csv", rows, columns)
-    atomic_write_text(output / "blocks.md", markdown_table(rows, columns))
+    atomic_write_text(output / "blocks.md", markdown_table(rows, columns) + f"\nSegments: the {rule} rule.\n")
 
     figure = Figure(figsize=(10, 4))
     axes = figure.subplots(1, 2)
@@ -286,6 +299,7 @@ def patchout_experiment(
     protocol: str = "paper",
     probe_overrides: Mapping[str, Any] | None = None,
     overlap: float = 0.5,
+    segments: str | None = None,
     device: str | None = None,
     batch_size: int = 8,
     workers: int | None = None,
@@ -307,6 +321,7 @@ def patchout_experiment(
     from maest.evaluate.runner import model_tag
 
     output = Path(output_dir)
+    rule = _segment_rule(protocol, segments, overlap)
     dataset = _prepare(dataset, metadata, audio_root, allow_missing, dataset_options)
     pipeline = _load_pipeline(model, device, batch_size)
     if not 1 <= block <= pipeline.config.depth:
@@ -322,16 +337,18 @@ def patchout_experiment(
     feature_sets, failures = {}, {}
     for t, f in settings:
         drop = freq_rows_to_drop(rows_total, f)
-        directory = output / "features" / f"{tag}-b{block}-t{t}-f{f}-o{overlap}"
+        directory = output / "features" / f"{tag}-b{block}-t{t}-f{f}-o{overlap}{segments_key(rule)}"
         features, failed = extract_features(pipeline, dataset.all_paths(), audio_root, directory, [block], t, drop,
-                                            overlap, batch_size, progress)
+                                            overlap, batch_size, progress, rule)
         feature_sets[str(directory)] = features
         failures.update(failed)
     dataset = _usable(dataset, failures)
     config = dataclasses.asdict(dataclasses.replace(get_protocol(protocol).config, **dict(probe_overrides or {})))
-    directories = {s: str(output / "features" / f"{tag}-b{block}-t{s[0]}-f{s[1]}-o{overlap}") for s in settings}
+    directories = {s: str(output / "features" / f"{tag}-b{block}-t{s[0]}-f{s[1]}-o{overlap}{segments_key(rule)}")
+                   for s in settings}
     data_key = dataset.fingerprint()  # an output folder reused with other split data reruns its probes
-    tasks = {f"{tag}|{data_key}|b{block}|{token_letters(stack)}|t{t}|f{f}|{json.dumps(config, sort_keys=True)}|{seed}":
+    tasks = {f"{tag}{segments_key(rule)}|{data_key}|b{block}|{token_letters(stack)}|t{t}|f{f}|"
+             f"{json.dumps(config, sort_keys=True)}|{seed}":
              (block, stack, config, seed, directories[(t, f)]) for t, f in settings}
     state = {"feature_sets": feature_sets, "splits": _split_state(dataset), "labels": dataset.labels}
     output.mkdir(parents=True, exist_ok=True)
@@ -346,7 +363,7 @@ def patchout_experiment(
     write_csv(output / "patchout.csv", rows, columns)
     device_name = str(pipeline.device)
     atomic_write_text(output / "patchout.md", markdown_table(rows, columns) + f"\nThroughput measured on {device_name}, "
-                                              f"batch {batch_size}, {block} blocks.\n")
+                                              f"batch {batch_size}, {block} blocks. Segments: the {rule} rule.\n")
     figure = Figure(figsize=(6, 4.5))
     ax = figure.subplots()
     for f, marker in zip(sorted({r["patchout_freq_rows"] for r in rows}), "osD^v"):

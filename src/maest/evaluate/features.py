@@ -4,7 +4,7 @@ The block sweep (paper's Figure 2) needs cls/dist/avg after every block 5..12: r
 once per block would cost ~8x. Here each segment runs once up to the deepest requested block
 (:meth:`maest.model.Maest.forward_intermediates`, through :meth:`MaestPipeline.block_features` and
 the batching core); a track's file holds ``(blocks, 3, width)`` float32, the mean over its
-half-overlapping segments (the same segmenting as :mod:`maest.inference`).
+half-overlapping segments (the same segmenting as :mod:`maest.inference`, under either segment rule).
 """
 
 from __future__ import annotations
@@ -31,6 +31,12 @@ class FeatureCacheError(RuntimeError):
 
 def token_letters(names: Sequence[str]) -> str:
     return "".join(n[0] for n in names)
+
+
+def segments_key(rule: str) -> str:
+    """Suffix of cache folder names and keys for a segment rule: "" for "maest" (names made before the
+    rule was an option stay valid), ``-original`` for the original code's rule."""
+    return "" if rule == "maest" else f"-{rule}"
 
 
 @dataclass
@@ -70,11 +76,13 @@ def extract_features(
     overlap: float = 0.5,
     batch_size: int | None = None,
     progress: bool = True,
+    segments: str = "maest",
 ) -> tuple[FeatureSet, dict[str, str]]:
     """Write ``cache_dir/<rel>.npy`` per track, skipping those already there (a rerun resumes).
 
     Returns the feature set and ``{rel_path: reason}`` for tracks that could not be decoded (also
-    merged into ``failures.tsv`` of the cache); nothing else is dropped.
+    merged into ``failures.tsv`` of the cache); nothing else is dropped. ``segments`` is the segment
+    rule; a cache records it (when not "maest") and is refused to a run with the other rule.
     """
     from tqdm.auto import tqdm
 
@@ -83,6 +91,8 @@ def extract_features(
     blocks = sorted(set(int(b) for b in blocks))
     settings = {"blocks": blocks, "patchout_time": patchout_time, "patchout_freq": sorted(int(r) for r in patchout_freq),
                 "overlap": overlap, "width": pipeline.config.width, "model": pipeline.config.name}
+    if segments != "maest":  # caches of the maest rule keep the settings they were written with
+        settings["segments"] = segments
     meta_path = cache / "features.json"
     if meta_path.is_file():
         stored = json.loads(meta_path.read_text())
@@ -94,7 +104,8 @@ def extract_features(
     root = Path(audio_root)
     todo = [rel for rel in dict.fromkeys(rel_paths) if not features.file_for(rel).is_file()]
     failures: dict[str, str] = {}
-    options = EmbedOptions(blocks=blocks[-1], patchout_time=patchout_time, patchout_freq=tuple(patchout_freq), overlap=overlap)
+    options = EmbedOptions(blocks=blocks[-1], patchout_time=patchout_time, patchout_freq=tuple(patchout_freq), overlap=overlap,
+                           segments=segments)
     batcher = pipeline.batcher(pipeline.block_features(blocks, options), options, batch_size)
     bar = tqdm(total=len(todo), desc="features", unit="track", disable=not progress)
 

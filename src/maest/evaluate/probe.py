@@ -54,13 +54,18 @@ class ProbeConfig:
 
 @dataclass(frozen=True)
 class Protocol:
-    """A named evaluation protocol: the base probe config, its grid and its default token stack."""
+    """A named evaluation protocol: the base probe config, its grid, its default token stack and segment rule.
+
+    Both protocols embed tracks with the original code's segment rule (``segments="original"``, see
+    :mod:`maest.segments`): the paper's numbers and the original repository's probes were made on it.
+    """
 
     name: str
     config: ProbeConfig
     grid: Mapping[str, Sequence] = field(default_factory=dict)
     tokens: tuple[str, ...] = ("cls", "dist", "avg")
     blocks: int = 7
+    segments: str = "original"
 
 
 # The paper gives no single max lr for sections 4.1-4.3; 1e-4, the original script's value, is used.

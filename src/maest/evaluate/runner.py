@@ -19,6 +19,7 @@ import numpy as np
 
 from maest.atomic import atomic_write_text
 from maest.evaluate.datasets import Dataset, MissingAudioError, check_audio, drop_paths, load_dataset
+from maest.evaluate.features import segments_key
 from maest.metrics import TaggingScores, markdown_table
 from maest.evaluate.probe import ProbeData, get_protocol, grid_search
 
@@ -69,6 +70,7 @@ def extract_dataset_embeddings(
     batch_size: int = 8,
     workers: int = 0,
     progress: bool = True,
+    segments: str = "maest",
 ) -> dict[str, str]:
     """Embed every track of ``dataset`` into ``embeddings_dir`` (skipping finished ones); returns failures by rel path."""
     from maest.extraction import extract
@@ -76,7 +78,7 @@ def extract_dataset_embeddings(
     embeddings_dir = Path(embeddings_dir)
     view = audio_view(dataset, Path(audio_root), embeddings_dir.parent / (embeddings_dir.name + ".audio-links"))
     summary = extract([view], embeddings_dir, pipeline, blocks=blocks, tokens=tuple(tokens), patchout_time=patchout_time,
-                      patchout_freq=tuple(patchout_freq), overlap=overlap, output_format="npy",
+                      patchout_freq=tuple(patchout_freq), overlap=overlap, segments=segments, output_format="npy",
                       extensions=sorted({Path(p).suffix for p in dataset.all_paths() if Path(p).suffix}),
                       batch_size=batch_size, workers=workers, progress=progress)
     failures = {}
@@ -91,6 +93,12 @@ def extract_dataset_embeddings(
 def load_embeddings(directory: Path, rel_paths: Sequence[str]) -> np.ndarray:
     """Stack the per-track ``.npy`` embeddings of ``rel_paths`` into ``(N, dim)``."""
     return np.stack([np.load(embedding_file(directory, rel)) for rel in rel_paths]).astype(np.float32)
+
+
+SEGMENT_NOTES = {
+    "original": "the original code's half-overlapping segments, partial ones zero-padded, as the paper's numbers were made",
+    "maest": "maest's half-overlapping segments covering every frame, short tracks at their own length",
+}
 
 
 @dataclass
@@ -110,6 +118,7 @@ class EvalResult:
     valid_roc_auc: float
     test: TaggingScores
     notes: list[str] = field(default_factory=list)
+    segments: str = "original"
 
     def to_dict(self) -> dict:
         out = dict(self.__dict__)
@@ -127,6 +136,7 @@ class EvalResult:
                  f"Scores in percent, macro over labels unless marked micro; test split, weights of the best "
                  f"validation ROC-AUC epoch ({self.best_epoch}, validation ROC-AUC {100 * self.valid_roc_auc:.2f}).", "",
                  f"- split files: {self.variant}", f"- tracks used: {self.counts}",
+                 f"- segments: {self.segments} rule ({SEGMENT_NOTES.get(self.segments, '')})",
                  f"- probe: {json.dumps(self.probe_config)}"]
         if any(v["missing"] or v["failed"] for v in self.dropped.values()):
             lines.append(f"- tracks left out (missing audio / failed decoding): {self.dropped}")
@@ -150,6 +160,7 @@ def run_eval(
     patchout_time: int = 1,
     patchout_freq: Sequence[int] = (),
     overlap: float = 0.5,
+    segments: str | None = None,
     device: str | None = None,
     batch_size: int = 8,
     decode_workers: int = 0,
@@ -164,6 +175,8 @@ def run_eval(
     """Evaluate ``model`` on ``dataset`` with a named probe ``protocol`` ("paper" or "original-repo").
 
     ``blocks``/``tokens`` default to the protocol's (paper: 7, cls+dist+avg; original-repo: 7, cls).
+    ``segments`` defaults to the protocol's segment rule ("original" for both: the paper's numbers were
+    made with it, :mod:`maest.segments`); "maest" embeds as ``maest embed`` does.
     ``grid=True`` runs the protocol's grid search (selection on validation). Missing audio raises
     :class:`MissingAudioError` with per-split counts unless ``allow_missing`` (then it is reported).
     """
@@ -174,6 +187,10 @@ def run_eval(
     chosen = get_protocol(protocol)
     blocks = chosen.blocks if blocks is None else blocks
     tokens = tuple(chosen.tokens if tokens is None else tokens)
+    segments = chosen.segments if segments is None else segments
+    from maest.segments import check_rule
+
+    check_rule(segments, overlap, None)
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     if isinstance(dataset, str):
@@ -195,9 +212,10 @@ def run_eval(
     tag = model_tag(model)
     letters = "".join(t[0] for t in tokens)
     freq = "-".join(str(r) for r in patchout_freq) or "none"
-    embeddings_dir = output / "embeddings" / tag / f"b{blocks}-{letters}-t{patchout_time}-f{freq}-o{overlap}"
+    settings_key = f"b{blocks}-{letters}-t{patchout_time}-f{freq}-o{overlap}{segments_key(segments)}"
+    embeddings_dir = output / "embeddings" / tag / settings_key
     failures = extract_dataset_embeddings(dataset, audio_root, pipeline, embeddings_dir, blocks, tokens, patchout_time,
-                                          patchout_freq, overlap, batch_size, decode_workers, progress)
+                                          patchout_freq, overlap, batch_size, decode_workers, progress, segments)
     if failures:
         dataset = drop_paths(dataset, set(failures), f"{len(failures)} tracks failed to decode (see {embeddings_dir}/failures.tsv)")
     counts = dataset.counts()
@@ -211,7 +229,8 @@ def run_eval(
         load_embeddings(embeddings_dir, splits["test"].paths), splits["test"].targets, dataset.labels,
     )
     base = dataclasses.replace(chosen.config, **dict(probe_overrides or {}))
-    probe_dir = output / "probe" / f"{tag}-b{blocks}-{letters}-t{patchout_time}-f{freq}-{protocol}{'-grid' if grid else ''}-seed{seed}"
+    probe_dir = (output / "probe" / f"{tag}-b{blocks}-{letters}-t{patchout_time}-f{freq}{segments_key(segments)}-{protocol}"
+                                    f"{'-grid' if grid else ''}-seed{seed}")
     search = grid_search(data, probe_dir, base, chosen.grid if grid else {}, probe_workers, seed, progress, probe_device)
     best = search.best
     dropped = {n: {"missing": len(report.missing[n]),
@@ -220,7 +239,7 @@ def run_eval(
         dataset=dataset.name, variant=dataset.variant, model=tag, protocol=protocol + (" + grid" if grid else ""),
         blocks=blocks, tokens=list(tokens), counts=counts, dropped=dropped, probe_config=best["config"],
         best_epoch=best["best_epoch"], valid_roc_auc=best["valid_roc_auc"], test=TaggingScores(**best["test"]),
-        notes=list(dataset.notes),
+        notes=list(dataset.notes), segments=segments,
     )
     atomic_write_text(output / "results.json", json.dumps(result.to_dict(), indent=2))
     atomic_write_text(output / "results.md", result.markdown())

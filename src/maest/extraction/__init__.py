@@ -10,7 +10,8 @@ from maest.extraction.errors import (ExtractError, MissingDependencyError, NonFi
                                      OutputNotWritableError, SettingsMismatchError)
 from maest.extraction.files import AudioItem, as_input_list, check_collisions, find_audio, normalize_extensions, output_path
 from maest.extraction.resume import SETTINGS_FILE, check_settings, pending_items, run_settings
-from maest.extraction.run import ExtractSummary, check_run_options, check_writable, extract, failures_path, tag_files
+from maest.extraction.run import (ExtractSummary, check_run_options, check_writable, extract, failures_path, run_files,
+                                  tag_files)
 from maest.extraction.sinks import FORMATS, PARTS_DIR, TABLE_FILE, FileSink, Format, ParquetSink, open_sink, read_table
 from maest.extraction.tracks import ensure_finite, nonfinite_reason, process
 from maest.failures import FAILURES_FILE
@@ -21,5 +22,5 @@ __all__ = [
     "OutputNotWritableError", "ParquetSink", "SettingsMismatchError", "as_input_list", "check_collisions",
     "check_run_options", "check_settings", "check_writable", "ensure_finite", "extract", "failures_path",
     "find_audio", "nonfinite_reason", "normalize_extensions", "open_sink", "output_path", "pending_items", "process",
-    "read_table", "run_settings", "tag_files",
+    "read_table", "run_files", "run_settings", "tag_files",
 ]

@@ -53,6 +53,7 @@ def run_settings(name: str, segment_frames: int, options: EmbedOptions, per_segm
         "patchout_freq": list(options.patchout_freq),
         "overlap": options.overlap,
         "crop": options.crop,
+        "segments": options.segments,
         "per_segment": per_segment,
         "format": fmt,
     }
@@ -67,6 +68,7 @@ def check_settings(output_dir: Path, settings: dict) -> None:
     if not path.exists() and _claim(path, settings):
         return
     previous = _read_settings(path)
+    previous.setdefault("segments", "maest")  # folders made before the segment rule was an option
     changed = {k: (previous.get(k), v) for k, v in settings.items() if k != WEIGHTS_KEY and previous.get(k) != v}
     if changed:
         details = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())

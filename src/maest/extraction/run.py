@@ -148,6 +148,7 @@ def extract(
     patchout_freq: Sequence[int] = (),
     overlap: float = 0.5,
     crop: str | None = None,
+    segments: str = "maest",
     per_segment: bool = False,
     output_format: Format = "npy",
     extensions: Sequence[str] | None = None,
@@ -167,11 +168,12 @@ def extract(
     ``inputs`` may be one path. Every option is checked before the output folder is touched, and the
     folder must be writable before the first track; failures are appended to failures.tsv as they
     happen. A track whose mel or embedding holds NaN/inf fails. SIGTERM stops the run as Ctrl-C does.
+    ``segments``: the segment rule, "maest" or "original" (:mod:`maest.segments`).
     """
     check_run_options(batch_size, workers, shard, output_format)
     started = time.perf_counter()
     output_dir = Path(output_dir)
-    options = EmbedOptions(blocks, tokens, patchout_time, tuple(patchout_freq), overlap, crop)
+    options = EmbedOptions(blocks, tokens, patchout_time, tuple(patchout_freq), overlap, crop, segments)
     suffix = shard_suffix(shard)
     sink = open_sink(output_dir, output_format, per_segment, suffix)  # parquet: fails here without pyarrow
     items, missing = find_audio(inputs, extensions)
@@ -224,6 +226,7 @@ def tag_files(
     *,
     overlap: float = 0.5,
     crop: str | None = None,
+    segments: str = "maest",
     extensions: Sequence[str] | None = None,
     batch_size: int = 8,
     device: str | None = None,
@@ -236,22 +239,38 @@ def tag_files(
     NaN or infinity is a failure.
     """
     check_run_options(batch_size, workers)
-    return _tag_files(inputs, model, overlap, crop, extensions, batch_size, device, workers)
+    options = EmbedOptions(blocks=None, overlap=overlap, crop=crop, segments=segments)
+    results = run_files(inputs, model, "tag", options, extensions, batch_size, device, workers)
+    return ((path, result.track if result is not None else None, reason) for path, result, reason in results)
 
 
-def _tag_files(inputs, model, overlap, crop, extensions, batch_size, device, workers
-               ) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
+def run_files(
+    inputs: Sequence[str | os.PathLike] | str | os.PathLike,
+    model: str | os.PathLike | MaestPipeline,
+    mode: str,
+    options: EmbedOptions,
+    extensions: Sequence[str] | None = None,
+    batch_size: int = 8,
+    device: str | None = None,
+    workers: int = 0,
+) -> Iterator[tuple[str, TrackResult | None, str | None]]:
+    """``(path, result, None)`` or ``(path, None, reason)`` per file, in input order, for ``mode``
+    "embed" or "tag" (what :func:`tag_files` and own-label heads read).
+
+    Segments are batched across files, so tracks finish out of order; each is held back only until
+    the tracks before it are done.
+    """
+    check_run_options(batch_size, workers)
     items, missing = find_audio(inputs, extensions)
     for path, reason in missing:
         yield path, None, reason
     pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size)
-    options = EmbedOptions(blocks=None, overlap=overlap, crop=crop)
-    batcher = pipeline.batcher(pipeline.tagger(options), options, batch_size)
+    batcher = pipeline.batcher(pipeline.runner(mode, options), options, batch_size)
     position = {id(item): index for index, item in enumerate(items)}
-    finished: dict[int, tuple[str, np.ndarray | None, str | None]] = {}
+    finished: dict[int, tuple[str, TrackResult | None, str | None]] = {}
     next_index = 0
     for item, result, reason in process(items, batcher, pipeline.decoder, workers):
-        finished[position[id(item)]] = (str(item.path), result.track if result is not None else None, reason)
+        finished[position[id(item)]] = (str(item.path), result, reason)
         while next_index in finished:
             yield finished.pop(next_index)
             next_index += 1

@@ -54,24 +54,22 @@ def tag_with_head(pipeline: Any, audio: str | os.PathLike | np.ndarray, head: He
     return head_tags(head, pipeline.embed(audio, sample_rate=sample_rate, **head.spec.embed_kwargs()))
 
 
-def tag_files_with_head(inputs: Sequence[str | os.PathLike], head: Head | str | os.PathLike, pipeline: Any,
-                        extensions: Sequence[str] | None = None) -> Iterator[tuple[str, TagList | None, str | None]]:
+def tag_files_with_head(inputs: Sequence[str | os.PathLike] | str | os.PathLike, head: Head | str | os.PathLike,
+                        pipeline: Any, extensions: Sequence[str] | None = None, batch_size: int | None = None,
+                        workers: int = 0) -> Iterator[tuple[str, TagList | None, str | None]]:
     """``(path, tags, None)`` or ``(path, None, reason)`` per audio file under ``inputs`` (folders recursively), in order.
 
-    A file that cannot be decoded is reported, not raised; a head that does not fit ``pipeline`` raises before any file.
+    Segments are batched across files by the inference core (embeddings with the head's spec), the
+    head reads each track's mean embedding. A file that cannot be decoded is reported, not raised; a
+    head that does not fit ``pipeline`` raises before any file.
     """
-    from maest.audio import AudioDecodeError
-    from maest.extraction import find_audio
+    from maest.extraction import run_files
+    from maest.inference import EmbedOptions
 
     head = _as_head(head)
     head.check_compatible(pipeline)
-    items, missing = find_audio(inputs, extensions)
-    for path, reason in missing:
-        yield path, None, reason
-    for item in items:
-        try:
-            embedding = pipeline.embed(item.path, **head.spec.embed_kwargs())
-        except AudioDecodeError as error:
-            yield str(item.path), None, error.reason
-            continue
-        yield str(item.path), head_tags(head, embedding), None
+    options = EmbedOptions(**head.spec.embed_kwargs())
+    results = run_files(inputs, pipeline, "embed", options, extensions, batch_size or pipeline.batch_size,
+                        workers=workers)
+    for path, result, reason in results:
+        yield path, (head_tags(head, result.track) if result is not None else None), reason
