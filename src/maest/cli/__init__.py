@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from maest.cli import app as app_commands
+from maest.cli import collection
 from maest.cli import data, evaluate, inference, train, weights
 
 app = typer.Typer(
@@ -49,7 +50,11 @@ app.command("train")(train.train_command)
 app.command("demo-data")(data.demo_data_command)
 app.command("export")(weights.export_command)
 app.command("models")(weights.models_command)
+app.command("similar")(collection.similar_command)
+app.command("map")(collection.map_command)
 app.command("serve")(app_commands.serve_command)
+app.add_typer(collection.head_app, name="head")
+app.add_typer(collection.index_app, name="index")
 app.add_typer(evaluate.experiment_app, name="experiment")
 
 

@@ -1,0 +1,164 @@
+"""Answers over a collection: `maest head fit` (own-label taggers), `maest index build|add`,
+`maest similar` (similarity search) and `maest map` (a 2-D picture of a collection)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from maest.cli.options import (DEFAULT_MODEL, BatchSizeOpt, BlocksOpt, DecodeWorkersOpt, DeviceOpt, PatchoutFreqOpt,
+                               PatchoutTimeOpt, ProgressOpt, TokensOpt, fail, require, split_list)
+
+head_app = typer.Typer(help="Own-label heads: fit a small tagger for your labels on MAEST embeddings.",
+                       no_args_is_help=True)
+index_app = typer.Typer(help="Similarity index over an `maest embed` output (npy tree or parquet table).",
+                        no_args_is_help=True)
+
+
+@head_app.command("fit")
+def head_fit_command(
+    labels: Annotated[Path, typer.Argument(
+        help="TSV/CSV of 'path<TAB>tag1,tag2[<TAB>split]' (multi-label), or a folder tree ROOT/<class>/<files> "
+             "(single-label).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Head folder: head.safetensors + head.json.")],
+    audio_root: Annotated[Optional[Path], typer.Option(
+        "--audio-root", help="Folder the label file's paths are relative to (default: the label file's folder).")] = None,
+    model: Annotated[str, typer.Option(
+        "--model", "-m", help="Registry name, Hugging Face id or local checkpoint path.")] = DEFAULT_MODEL,
+    blocks: BlocksOpt = 7,
+    tokens: TokensOpt = None,
+    patchout_time: PatchoutTimeOpt = 1,
+    patchout_freq: PatchoutFreqOpt = "",
+    validation: Annotated[float, typer.Option(
+        "--validation", min=0.0, max=0.9, help="Held-out fraction for validation and thresholds (unless the "
+                                               "labels have a split column).")] = 0.2,
+    classifier: Annotated[str, typer.Option(
+        "--classifier", help="auto (logistic regression below 400 training tracks, else the paper's MLP), "
+                             "mlp or logistic.")] = "auto",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split and the classifier.")] = 0,
+    cache_dir: Annotated[Optional[Path], typer.Option(
+        "--cache-dir", help="Embedding cache (default: OUTPUT/embeddings); a rerun embeds nothing again.")] = None,
+    device: DeviceOpt = None,
+    batch_size: BatchSizeOpt = 8,
+    decode_workers: DecodeWorkersOpt = 2,
+    progress: ProgressOpt = True,
+) -> None:
+    """Fit a head on your labels: embeds each track once (cached), trains, picks thresholds, reports validation scores."""
+    require("eval", "sklearn")
+    from maest.heads import fit_head
+    from maest.model import parse_tokens
+
+    try:
+        report = fit_head(
+            labels, output, audio_root=audio_root, model=model, blocks=blocks,
+            tokens=parse_tokens(tokens) if tokens else ("cls", "dist", "avg"), patchout_time=patchout_time,
+            patchout_freq=split_list(patchout_freq, int), validation=validation, seed=seed, classifier=classifier,
+            device=device, batch_size=batch_size, decode_workers=decode_workers, cache_dir=cache_dir,
+            progress=progress,
+        )
+    except (OSError, ValueError, RuntimeError) as error:  # HeadDataError/HeadMismatchError are ValueErrors
+        fail(f"{type(error).__name__}: {error}")
+    typer.echo(report.summary())
+
+
+@index_app.command("build")
+def index_build_command(
+    embeddings: Annotated[Path, typer.Argument(
+        help="An `maest embed` output folder (npy/npz tree or embeddings.parquet), or a parquet table.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Index folder to create.")],
+    kind: Annotated[str, typer.Option(
+        "--kind", help="auto (exact search up to ~20,000 tracks of 2304 dims, HNSW beyond), exact or "
+                       "approximate.")] = "auto",
+    pca_dims: Annotated[Optional[int], typer.Option(
+        "--pca-dims", min=1, help="Project to this many dims (fitted on the collection) to bound memory.")] = None,
+    dtype: Annotated[str, typer.Option("--dtype", help="float32, or float16 to halve memory.")] = "float32",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing index in OUTPUT.")] = False,
+) -> None:
+    """Index a collection's embeddings for cosine similarity search."""
+    require("index", "faiss")
+    from maest.index import build_index
+
+    try:
+        info = build_index(embeddings, output, kind=kind, pca_dims=pca_dims, dtype=dtype, overwrite=overwrite)
+    except (OSError, ValueError, ImportError) as error:  # SimilarityIndexError is a ValueError
+        fail(f"{type(error).__name__}: {error}")
+    typer.echo(info.summary())
+
+
+@index_app.command("add")
+def index_add_command(
+    index: Annotated[Path, typer.Argument(help="Index folder (maest index build).")],
+    embeddings: Annotated[Path, typer.Argument(help="An `maest embed` output with the same settings.")],
+) -> None:
+    """Add the tracks of EMBEDDINGS that the index does not hold yet (no rebuild); removed tracks are reported."""
+    require("index", "faiss")
+    from maest.index import add_to_index
+
+    try:
+        report = add_to_index(index, embeddings)
+    except (OSError, ValueError, ImportError) as error:
+        fail(f"{type(error).__name__}: {error}")
+    typer.echo(report.summary())
+    for key in report.missing[:10]:
+        typer.echo(f"  no longer in the embeddings: {key}", err=True)
+
+
+def similar_command(
+    query: Annotated[str, typer.Argument(
+        help="A track key in the index (as `maest embed` named it), or an audio file (embedded like the index).")],
+    index: Annotated[Path, typer.Option("--index", help="Index folder (maest index build).")],
+    k: Annotated[int, typer.Option("-k", min=1, help="Number of similar tracks.")] = 10,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", "-m", help="Model for an audio query (default: the one the index's embeddings were made with).")] = None,
+    device: DeviceOpt = None,
+    output_format: Annotated[str, typer.Option("--format", help="table or tsv (key, similarity).")] = "table",
+) -> None:
+    """Print the tracks most similar to QUERY (cosine similarity, most similar first)."""
+    require("index", "faiss")
+    from maest.index import similar
+
+    if output_format not in ("table", "tsv"):
+        fail(f"--format must be table or tsv, got {output_format!r}")
+    try:
+        results = similar(index, query, k, model=model, device=device)
+    except (OSError, ValueError, RuntimeError, ImportError) as error:  # unknown keys say what to do
+        fail(f"{type(error).__name__}: {error}")
+    width = max((len(key) for key, _ in results), default=0)
+    for key, similarity in results:
+        typer.echo(f"{key}\t{similarity:.4f}" if output_format == "tsv" else f"{similarity:7.4f}  {key:<{width}}")
+
+
+def map_command(
+    embeddings: Annotated[Path, typer.Argument(help="An `maest embed` output (npy/npz tree or parquet), or a parquet table.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="PNG to write.")],
+    color_by: Annotated[Optional[Path], typer.Option(
+        "--color-by", help="A head folder (maest head fit): colour each track by its most probable head label.")] = None,
+    method: Annotated[str, typer.Option(
+        "--method", help="auto (UMAP if installed, else PCA for few tracks, t-SNE), umap, pca or tsne.")] = "auto",
+) -> None:
+    """Draw a 2-D map of a collection's embeddings (one point per track)."""
+    require("eval", "matplotlib", "sklearn")
+    from maest import plots
+    from maest.index import read_embeddings
+
+    try:
+        collection = read_embeddings(embeddings)
+        head = None
+        if color_by is not None:
+            from maest.heads import load_head
+
+            head = load_head(color_by)
+    except (OSError, ValueError, RuntimeError, ImportError) as error:
+        fail(f"{type(error).__name__}: {error}")
+    if head is not None and head.dim != collection.vectors.shape[1]:
+        fail(f"the head reads {head.dim}-dim embeddings, {embeddings} holds {collection.vectors.shape[1]}-dim ones: "
+             "embed with the head's settings (see its head.json)")
+    try:
+        colours = plots.head_top_labels(head, collection.vectors) if head is not None else None
+        figure, used = plots.collection_map(collection.vectors, colours, method=method)
+        written = plots.save_figure(figure, output)
+    except (OSError, ValueError, RuntimeError, ImportError) as error:
+        fail(f"{type(error).__name__}: {error}")
+    typer.echo(f"wrote {written}: {len(collection.keys)} tracks, {used.upper()} map")
