@@ -81,3 +81,13 @@ def test_head_fit_then_map_coloured_by_the_head(collection, tmp_path):
 
     wrong = run("head", "fit", tmp_path / "missing.tsv", "-o", tmp_path / "h2", "-m", model)
     assert wrong.exit_code == 1 and "missing.tsv" in wrong.output
+
+
+def test_map_coloured_by_genre_tags_the_audio_behind_each_key(collection, tmp_path):
+    root, data, model = collection
+    picture = run("map", root / "emb", "-o", tmp_path / "map.png", "--color-by", "genre", "--audio-root",
+                  data / "audio", "-m", model, "--method", "pca", "--decode-workers", "0")
+    assert picture.exit_code == 0, picture.output
+    assert "36 tracks, PCA map" in picture.output and (tmp_path / "map.png").is_file()
+    lost = run("map", root / "emb", "-o", tmp_path / "lost.png", "--color-by", "genre", "-m", model)
+    assert lost.exit_code == 1 and "--audio-root" in lost.output and not (tmp_path / "lost.png").exists()

@@ -19,7 +19,8 @@ import numpy as np
 
 from maest import plots
 from maest.app.protocols import LabelHead, TrackIndex, head_decisions, head_embed_options
-from maest.audio import AUDIO_EXTENSIONS, AudioDecodeError
+from maest.audio import AudioDecodeError
+from maest.extraction.files import audio_for_key
 
 if TYPE_CHECKING:
     from maest.inference import MaestPipeline
@@ -165,15 +166,7 @@ class Collection:
 
     def resolve(self, key: str) -> Path | None:
         """The audio file of an index key: the key itself, or under the audio root (``.npy`` keys map back to audio)."""
-        candidates = [Path(key)]
-        if self.audio_root is not None:
-            candidates.append(self.audio_root / key)
-        for candidate in list(candidates):
-            if candidate.suffix.lower() in (".npy", ".npz"):  # an embedding file: <audio name>.npy or <stem>.npy
-                stripped = candidate.with_suffix("")
-                candidates.append(stripped)
-                candidates.extend(stripped.with_suffix(ext) for ext in sorted(AUDIO_EXTENSIONS))
-        return next((c for c in candidates if c.is_file()), None)
+        return audio_for_key(key, self.audio_root)
 
     def neighbours(self, key: str, k: int = 10) -> list[tuple[str, float]]:
         """The ``k`` most similar tracks to ``key`` by the index, the track itself left out."""

@@ -133,10 +133,17 @@ def similar_command(
 def map_command(
     embeddings: Annotated[Path, typer.Argument(help="An `maest embed` output (npy/npz tree or parquet), or a parquet table.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="PNG to write.")],
-    color_by: Annotated[Optional[Path], typer.Option(
-        "--color-by", help="A head folder (maest head fit): colour each track by its most probable head label.")] = None,
+    color_by: Annotated[Optional[str], typer.Option(
+        "--color-by", help="'genre': each track's top Discogs genre (tags the audio: needs --audio-root unless the "
+                           "keys are absolute paths); or a head folder (maest head fit): its most probable label.")] = None,
+    audio_root: Annotated[Optional[Path], typer.Option(
+        "--audio-root", help="With --color-by genre: the folder the embeddings' keys are relative to.")] = None,
+    model: Annotated[str, typer.Option(
+        "--model", "-m", help="With --color-by genre: the tagging model.")] = DEFAULT_MODEL,
     method: Annotated[str, typer.Option(
         "--method", help="auto (UMAP if installed, else PCA for few tracks, t-SNE), umap, pca or tsne.")] = "auto",
+    device: DeviceOpt = None,
+    decode_workers: DecodeWorkersOpt = 2,
 ) -> None:
     """Draw a 2-D map of a collection's embeddings (one point per track)."""
     require("eval", "matplotlib", "sklearn")
@@ -146,7 +153,7 @@ def map_command(
     try:
         collection = read_embeddings(embeddings)
         head = None
-        if color_by is not None:
+        if color_by is not None and color_by != "genre":
             from maest.heads import load_head
 
             head = load_head(color_by)
@@ -155,10 +162,36 @@ def map_command(
     if head is not None and head.dim != collection.vectors.shape[1]:
         fail(f"the head reads {head.dim}-dim embeddings, {embeddings} holds {collection.vectors.shape[1]}-dim ones: "
              "embed with the head's settings (see its head.json)")
+    colours = None
     try:
-        colours = plots.head_top_labels(head, collection.vectors) if head is not None else None
+        if head is not None:
+            colours = plots.head_top_labels(head, collection.vectors)
+        elif color_by == "genre":
+            colours = _genres(collection.keys, audio_root, model, device, decode_workers)
         figure, used = plots.collection_map(collection.vectors, colours, method=method)
         written = plots.save_figure(figure, output)
     except (OSError, ValueError, RuntimeError, ImportError) as error:
         fail(f"{type(error).__name__}: {error}")
     typer.echo(f"wrote {written}: {len(collection.keys)} tracks, {used.upper()} map")
+
+
+def _genres(keys: list[str], audio_root: Path | None, model: str, device: str | None, workers: int) -> list[str]:
+    """Top Discogs genre per key, from tagging its audio; keys without audio (or unreadable) are "unknown"."""
+    from maest import plots
+    from maest.extraction import audio_for_key, tag_files
+    from maest.inference import load_model
+
+    paths = [audio_for_key(key, audio_root) for key in keys]
+    found = [str(p) for p in paths if p is not None]
+    if not found:
+        raise ValueError(f"none of the {len(keys)} tracks' audio was found"
+                         f"{' under ' + str(audio_root) if audio_root else ''}: give --audio-root, the folder that was embedded")
+    pipeline = load_model(model, device)
+    genre: dict[str, str] = {}
+    for path, probabilities, _reason in tag_files(found, pipeline, workers=workers):
+        if probabilities is not None:
+            genre[path] = plots.top_genres(probabilities[None], pipeline.labels)[0]
+    missing = len(keys) - len(genre)
+    if missing:
+        typer.echo(f"{missing} of {len(keys)} tracks have no readable audio: coloured 'unknown'", err=True)
+    return [genre.get(str(p), "unknown") if p is not None else "unknown" for p in paths]

@@ -115,6 +115,24 @@ def output_path(output_dir: Path, key: str, fmt: str) -> Path:
     return output_dir / Path(key).with_suffix("." + fmt)
 
 
+def audio_for_key(key: str, audio_root: str | os.PathLike | None = None) -> Path | None:
+    """The audio file an output key names (the inverse of :func:`output_path`), or None.
+
+    A key is a table's ``path`` or a tree's relative output name; ``.npy``/``.npz`` names lose their
+    suffix and every audio extension is tried (``song.npy`` -> ``song.mp3``), as is the key itself,
+    absolute or under ``audio_root``.
+    """
+    candidates = [Path(key)]
+    if audio_root is not None:
+        candidates.append(Path(audio_root).expanduser() / key)
+    for candidate in list(candidates):
+        if candidate.suffix.lower() in (".npy", ".npz"):
+            stripped = candidate.with_suffix("")
+            candidates.append(stripped)
+            candidates.extend(stripped.with_suffix(ext) for ext in sorted(audio.AUDIO_EXTENSIONS))
+    return next((c for c in candidates if c.is_file()), None)
+
+
 def check_collisions(items: Sequence[AudioItem], fmt: str) -> None:
     """Raise :class:`OutputCollisionError` when two inputs would write the same output (or table row)."""
     seen: dict[str, str] = {}
