@@ -24,7 +24,7 @@ from maest.train.module import MaestTraining
 from maest.train.network import build_network
 from maest.train.validation import probability_bce, track_probabilities
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SEGMENT = 128  # frames of configs/tiny.yaml; the demo tracks have 312 (5 s): 4 segments each
 
 

@@ -19,7 +19,7 @@ from maest.cli.options import split_token_stacks
 from maest.configs import PUBLISHED
 from maest.model import parse_tokens
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 @pytest.fixture(scope="module")

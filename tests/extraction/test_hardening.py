@@ -34,7 +34,7 @@ from maest.failures import read_failures
 from maest.inference import EmbedOptions, load_model, top_labels
 from maest.model import Maest
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 LABELS = ["Rock---Punk", "Electronic---Techno", "Jazz---Bop", "Pop---Ballad", "Classical---Baroque"]
 
 
