@@ -11,15 +11,19 @@ from maest.cli.options import (
     DEFAULT_MODEL,
     BatchSizeOpt,
     BlocksOpt,
+    ConcurrencyOpt,
     CropOpt,
     DecodeWorkersOpt,
     DeviceOpt,
+    EngineOpt,
     ExtensionsOpt,
     ModelOpt,
     OldDecodeWorkersOpt,
     OverlapOpt,
     PatchoutFreqOpt,
     PatchoutTimeOpt,
+    PrecisionOpt,
+    RayAddressOpt,
     TokensOpt,
     fail,
     renamed_workers,
@@ -53,10 +57,19 @@ def embed_command(
         "--shard", help="I/N: take every N-th file starting at the I-th (0-based), for N processes or GPUs sharing OUTPUT.")] = None,
     progress: Annotated[bool, typer.Option(
         "--progress/--no-progress", help="Show a progress bar (files, hours of audio, audio s/s).")] = True,
+    precision: PrecisionOpt = None,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    concurrency: ConcurrencyOpt = 1,
 ) -> None:
     """Embed every audio file into OUTPUT: resumable, bad files listed in OUTPUT/failures.tsv."""
     from maest.extraction import ExtractError, extract
     from maest.model import parse_tokens
+
+    if engine not in ("local", "ray"):
+        fail(f"--engine must be local or ray, got {engine!r}")
+    if engine == "local" and (ray_address is not None or concurrency != 1):
+        fail("--ray-address and --concurrency apply to --engine ray only")
 
     decode_workers = renamed_workers(ctx, workers, decode_workers, "decode_workers")
     shard_pair = None
@@ -66,13 +79,19 @@ def embed_command(
             shard_pair = (index, count)
         except ValueError:
             fail(f"--shard must look like 0/4, got {shard!r}")
+    common = dict(
+        blocks=blocks, tokens=list(parse_tokens(tokens)), patchout_time=patchout_time,
+        patchout_freq=split_list(patchout_freq, int), overlap=overlap, crop=crop, per_segment=per_segment,
+        output_format=output_format, extensions=split_list(extensions) if extensions else None,
+        batch_size=batch_size, device=device, shard=shard_pair, progress=progress, precision=precision,
+    )
     try:
-        summary = extract(
-            paths, output, model, blocks=blocks, tokens=list(parse_tokens(tokens)), patchout_time=patchout_time,
-            patchout_freq=split_list(patchout_freq, int), overlap=overlap, crop=crop, per_segment=per_segment,
-            output_format=output_format, extensions=split_list(extensions) if extensions else None,
-            batch_size=batch_size, device=device, workers=decode_workers, shard=shard_pair, progress=progress,
-        )
+        if engine == "ray":
+            from maest.distributed import extract_ray
+
+            summary = extract_ray(paths, output, model, address=ray_address, concurrency=concurrency, **common)
+        else:
+            summary = extract(paths, output, model, workers=decode_workers, **common)
     except (OSError, ValueError, ExtractError) as error:  # CheckpointError is a RuntimeError: caught below
         fail(str(error))
     except RuntimeError as error:
@@ -101,6 +120,7 @@ def tag_command(
     device: DeviceOpt = None,
     decode_workers: DecodeWorkersOpt = 0,
     workers: OldDecodeWorkersOpt = None,
+    precision: PrecisionOpt = None,
 ) -> None:
     """Print the most probable Discogs styles (or the checkpoint's labels) of each track."""
     import json
@@ -112,7 +132,7 @@ def tag_command(
     if output_format not in ("table", "json", "tsv"):
         fail(f"--format must be table, json or tsv, got {output_format!r}")
     try:
-        pipeline = load_model(model, device, batch_size)
+        pipeline = load_model(model, device, batch_size, precision)
         results = tag_files(paths, pipeline, overlap=overlap, crop=crop,
                             extensions=split_list(extensions) if extensions else None,
                             batch_size=batch_size, workers=decode_workers)

@@ -29,8 +29,10 @@ def model_name(model: str | os.PathLike | Any) -> str:
     return str(Path(model).resolve()) if Path(model).exists() else str(model)
 
 
-def run_settings(name: str, segment_frames: int, options: EmbedOptions, per_segment: bool, fmt: str) -> dict:
-    """Everything that changes an output's numbers or layout."""
+def run_settings(name: str, segment_frames: int, options: EmbedOptions, per_segment: bool, fmt: str,
+                 precision: str = "fp32") -> dict:
+    """Everything that changes an output's numbers or layout (the precision too: outputs of
+    different precisions must not mix in one folder)."""
     return {
         "model": name,
         "segment_frames": segment_frames,
@@ -42,6 +44,7 @@ def run_settings(name: str, segment_frames: int, options: EmbedOptions, per_segm
         "crop": options.crop,
         "per_segment": per_segment,
         "format": fmt,
+        "precision": precision,
     }
 
 

@@ -9,20 +9,27 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from maest.batching import TrackResult
-from maest.extraction.files import check_collisions, find_audio, shard_suffix, take_shard
+from maest.extraction.files import AudioItem, check_collisions, find_audio, shard_suffix, take_shard
 from maest.extraction.resume import check_settings, model_name, pending_items, run_settings
 from maest.extraction.sinks import FATAL_WRITE_ERRORS, FORMATS, Format, Sink, open_sink
 from maest.extraction.tracks import process
 from maest.failures import FAILURES_FILE, write_failures
 from maest.inference import EmbedOptions, MaestPipeline, load_model
 from maest.model import TOKEN_NAMES
+
+
+TrackEngine = Callable[[Sequence[AudioItem], MaestPipeline, EmbedOptions, int],
+                       Iterator[tuple[AudioItem, TrackResult | None, str | None]]]
+"""``(items, pipeline, options, batch_size) -> (item, result, None) or (item, None, reason)`` once per item:
+how a driver computes tracks (the default: :func:`maest.extraction.tracks.process` in this process;
+:mod:`maest.distributed` runs them on a Ray cluster). Settings, resume, sinks and failures stay here."""
 
 
 @dataclass
@@ -84,6 +91,8 @@ def extract(
     workers: int = 0,
     shard: tuple[int, int] | None = None,
     progress: bool = True,
+    precision: str | None = None,
+    engine: TrackEngine | None = None,
 ) -> ExtractSummary:
     """Embed every audio file under ``inputs`` into ``output_dir``; rerunning skips finished tracks.
 
@@ -92,6 +101,8 @@ def extract(
     ``embeddings.parquet`` table). Unreadable files go to ``failures.tsv`` and the run goes on.
     ``shard=(i, n)`` takes every n-th file from the i-th (0-based), for n independent processes or
     GPUs writing into one folder; table and failures file names then end in ``.shard-i-of-n``.
+    ``precision`` (fp32, bf16, fp16, int8; default by device) is part of the folder's settings.
+    ``engine`` computes the tracks (default: decode workers and the model in this process).
     """
     if output_format not in FORMATS:
         raise ValueError(f"output_format must be one of {FORMATS}, got {output_format!r}")
@@ -103,11 +114,11 @@ def extract(
     items, missing = find_audio(inputs, extensions)
     check_collisions(items, output_format)
     items, missing = take_shard(items, missing, shard)
-    pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size)
+    pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size, precision)
     run_batch = pipeline.embedder(options)  # checks the options before the output folder is claimed
     output_dir.mkdir(parents=True, exist_ok=True)
     check_settings(output_dir, run_settings(model_name(model), pipeline.config.segment_frames, options, per_segment,
-                                            output_format))
+                                            output_format, pipeline.precision))
 
     summary = ExtractSummary(output_dir=output_dir, failures=list(missing), failed=len(missing))
     todo, summary.skipped = pending_items(items, sink)
@@ -117,8 +128,11 @@ def extract(
     bar = tqdm(total=len(items), initial=summary.skipped, unit="file", disable=not progress, dynamic_ncols=True)
     work_started = time.perf_counter()
     try:
-        batcher = pipeline.batcher(run_batch, options, batch_size)
-        for item, result, reason in process(todo, batcher, pipeline.decoder, workers):
+        if engine is None:
+            results = process(todo, pipeline.batcher(run_batch, options, batch_size), pipeline.decoder, workers)
+        else:
+            results = engine(todo, pipeline, options, batch_size)
+        for item, result, reason in results:
             if reason is not None:
                 summary.failed += 1
                 summary.failures.append((str(item.path), reason))
@@ -149,6 +163,7 @@ def tag_files(
     batch_size: int = 8,
     device: str | None = None,
     workers: int = 0,
+    precision: str | None = None,
 ) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
     """``(path, probabilities, None)`` or ``(path, None, reason)`` per file, in input order.
 
@@ -158,7 +173,7 @@ def tag_files(
     items, missing = find_audio(inputs, extensions)
     for path, reason in missing:
         yield path, None, reason
-    pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size)
+    pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size, precision)
     options = EmbedOptions(blocks=None, overlap=overlap, crop=crop)
     batcher = pipeline.batcher(pipeline.tagger(options), options, batch_size)
     position = {id(item): index for index, item in enumerate(items)}
