@@ -189,3 +189,31 @@ def test_changed_settings_are_refused_before_any_work(cluster, tmp_path, checkpo
     with pytest.raises(SettingsMismatchError, match="precision: 'fp32' -> 'bf16'"):
         extract_ray([root], tmp_path / "out", str(checkpoint), blocks=2, precision="bf16", progress=False)
     assert json.loads((tmp_path / "out" / "maest-embed.json").read_text()) == settings
+
+
+def test_stages_in_process_long_tracks_decoded_by_the_actor(tmp_path, checkpoint):
+    """The stage functions without a cluster: a track over ``actor_decode_seconds`` travels as its path
+    only and the actor decodes it; shipped, actor-decoded and failed rows give the local numbers."""
+    import pyarrow as pa
+
+    from maest.checkpoints import load_checkpoint
+    from maest.distributed.stages import DECODE_IN_ACTOR, TrackEmbedder, decode_batch, table_results
+    from maest.inference import EmbedOptions
+
+    short, long = write_clips(tmp_path, 2, seconds=(1.0, 3.5))
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(b"\0" * 100)
+    pipeline = MaestPipeline(load_checkpoint(checkpoint), "cpu")
+    paths = [str(short), str(long), str(bad)]
+    decoded = decode_batch(pa.table({"path": paths}), pipeline.decoder, actor_decode_seconds=2.0)
+    assert decoded.column("frames").to_pylist()[1] == DECODE_IN_ACTOR and len(decoded.column("mel")[1].as_py()) == 0
+    assert decoded.column("error").to_pylist()[:2] == [None, None] and decoded.column("error")[2].as_py()
+    actor = TrackEmbedder(pipeline.float_model, EmbedOptions(blocks=2), 8, "fp32", "cpu")
+    rows = {key: (result, reason) for key, result, reason in table_results(actor(decoded))}
+    for path in paths[:2]:
+        expected, starts = pipeline.embed(path, blocks=2, per_segment=True)
+        result, reason = rows[path]
+        assert reason is None
+        np.testing.assert_allclose(result.outputs, expected, atol=1e-5, rtol=0)
+        np.testing.assert_array_equal(result.start_seconds, starts)
+    assert rows[str(bad)][0] is None and rows[str(bad)][1]

@@ -28,7 +28,8 @@ from maest.inference import EmbedOptions, MaestPipeline, load_model, resolve_pre
 from maest.model import TOKEN_NAMES
 
 TRACKS_PER_BLOCK = 16  # input paths per Ray block: small, so decode tasks spread over the CPUs
-TRACKS_PER_CALL = 16  # decoded tracks per actor call: their segments are batched together
+TRACKS_PER_CALL = 8  # decoded tracks per actor call: their segments are batched together (a 4-min track
+# has 15 segments, so 8 tracks fill batches of 8-32); it also bounds an actor's input to 8 mels (<= 8 x 43 MB)
 ACTOR_DECODE_SECONDS = 1800.0  # longer tracks are decoded in the actor, not shipped as mel
 
 
