@@ -195,6 +195,16 @@ def stage_costs() -> dict:
     return {"decode": decode, "mel": mel_rate, "model": model, "cosine": cosine, "flops": flops}
 
 
+def cpu_features() -> str:
+    """The vector extensions that matter for fp32 / bf16 / int8 speed, from /proc/cpuinfo."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return "unknown vector extensions"
+    found = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8") if f in flags]
+    return ", ".join(found) or "none of avx2, avx512, amx"
+
+
 def segment_flops(config, blocks: int = 7) -> float:
     """Multiply-adds x2 of one full segment through ``blocks`` blocks (linear layers + attention)."""
     tokens = config.conv_freq_rows() * config.conv_time_columns(config.segment_frames) + 2  # + cls, dist
@@ -285,8 +295,10 @@ def report(engines: dict, stages: dict, gpu: dict | None, audio_seconds: float, 
         "Run time is the summary's (listing, settings, model actors starting, decoding, model, writing); the "
         "Ray cluster's own start is beside it. On 2 cores Ray pays for its actor start (a process importing "
         "torch, the model shipped through the object store) and its daemons' memory (raylet, GCS, a worker "
-        "per task), and each actor runs one torch thread where the local engine runs two: Ray is for more "
-        "cores and machines than this one has.",
+        "per task), and each actor runs one torch thread where the local engine runs two. On a busy machine "
+        "(load above the core count) one thread per process can beat two threads of one process, whose "
+        "OpenMP workers wait for each other whenever one is descheduled: read these ratios with the load "
+        "average above. Ray is for more cores and machines than this one has.",
         "",
         "## Per-stage costs, one core",
         "",
@@ -303,7 +315,9 @@ def report(engines: dict, stages: dict, gpu: dict | None, audio_seconds: float, 
         "",
         "Cosine to fp32 on these random-weight segments: " + ", ".join(
             f"{p} {c:.4f}" for p, c in stages["cosine"].items() if p != "fp32")
-        + " (on real clips with trained weights the lead measured int8 at 0.9986, 1.38x fp32).",
+        + " (on real clips with trained weights the lead measured int8 at 0.9986, 1.38x fp32). This CPU "
+        f"has {cpu_features()}: bf16 autocast uses native bf16 dot products where a CPU has avx512_bf16 or AMX, "
+        "and is slower than fp32 where it has neither.",
         "",
     ]
     decode_rate = len(stages["decode"]) / sum(1 / r for r in stages["decode"].values())  # harmonic mean
@@ -330,7 +344,7 @@ def report(engines: dict, stages: dict, gpu: dict | None, audio_seconds: float, 
         "- M = 0: throughput = N C / (1/D + 1/Mc)  (every core decodes and runs the model)",
         "- M > 0: throughput = min(N C D, M Mg)  (CPU cores decode, GPUs run the model); cores needed per GPU = Mg / D",
         "",
-        "| N nodes | M GPUs | audio s/s (fp32 CPU) | audio s/s (int8 CPU) | days for 10^7 tracks of 4 min |",
+        "| N nodes | M GPUs | audio s/s (fp32 CPU) | audio s/s (int8 CPU) | days for 10^7 tracks of 4 min (fp32) |",
         "|---|---|---|---|---|",
     ]
     for n in (1, 4, 16):

@@ -91,3 +91,11 @@ def test_ray_options_need_the_ray_engine(tmp_path, checkpoint):
     assert result.exit_code == 1 and "--engine ray only" in result.output
     result = CliRunner().invoke(app, ["embed", str(tmp_path), "-o", str(tmp_path / "o"), "--engine", "spark"])
     assert result.exit_code == 1 and "local or ray" in result.output
+
+
+def test_a_loaded_pipeline_keeps_its_precision(tmp_path, checkpoint, waveform):
+    sf.write(tmp_path / "a.wav", waveform, 16000)
+    pipeline = load_model(checkpoint, "cpu", precision="int8")
+    with pytest.raises(ValueError, match="runs at int8, not fp32"):
+        extract([tmp_path / "a.wav"], tmp_path / "out", pipeline, blocks=2, precision="fp32", progress=False)
+    assert not (tmp_path / "out" / "maest-embed.json").exists()

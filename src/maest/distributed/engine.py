@@ -152,6 +152,8 @@ def embed_dataset(
     """
     connect(address)
     actor_device = _actor_device(device)
+    if isinstance(model, MaestPipeline) and precision is None:
+        precision = model.precision
     precision = default_precision(precision, actor_device)
     pipeline = _pipeline(model, precision, batch_size)
     options = EmbedOptions(blocks, tokens, patchout_time, tuple(patchout_freq), overlap, crop)
@@ -222,6 +224,8 @@ def extract_ray(
     """
     connect(address)
     actor_device = _actor_device(device)
+    if isinstance(model, MaestPipeline) and precision is None:
+        precision = model.precision  # a loaded pipeline brings its own precision
     precision = default_precision(precision, actor_device)
     engine = ray_engine(device=actor_device, concurrency=concurrency, tracks_per_call=tracks_per_call,
                         actor_decode_seconds=actor_decode_seconds)

@@ -124,8 +124,8 @@ def result_table(rows: list[tuple[str, str]], results: dict[int, TrackResult], e
     track_offsets = pa.array(np.array([0] + [dim if i in results else 0 for i in range(len(rows))]).cumsum().astype(np.int32))
     tracks = [ordered[i].track for i in range(len(rows)) if i in results]
     flat_tracks = np.concatenate(tracks) if tracks else np.zeros(0, np.float32)
-    flat_segments = np.concatenate([r.outputs.reshape(-1) for r in ordered]).astype(np.float32)
-    starts = np.concatenate([r.start_seconds for r in ordered]).astype(np.float64)
+    flat_segments = np.concatenate([np.zeros(0, np.float32)] + [r.outputs.reshape(-1) for r in ordered]).astype(np.float32)
+    starts = np.concatenate([np.zeros(0)] + [r.start_seconds for r in ordered]).astype(np.float64)
     return pa.table({
         "key": pa.array([k for k, _ in rows], pa.string()),
         "path": pa.array([p for _, p in rows], pa.string()),

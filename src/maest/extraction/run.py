@@ -115,6 +115,9 @@ def extract(
     check_collisions(items, output_format)
     items, missing = take_shard(items, missing, shard)
     pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size, precision)
+    if precision is not None and precision != pipeline.precision:
+        raise ValueError(f"the pipeline given runs at {pipeline.precision}, not {precision}: "
+                         "load it with load_model(..., precision=...) or leave precision out")
     run_batch = pipeline.embedder(options)  # checks the options before the output folder is claimed
     output_dir.mkdir(parents=True, exist_ok=True)
     check_settings(output_dir, run_settings(model_name(model), pipeline.config.segment_frames, options, per_segment,
