@@ -274,11 +274,18 @@ def plot_tags(pipeline: "MaestPipeline", audio_path: str | os.PathLike, top_k: i
               head: "LabelHead | None" = None) -> "Figure":
     """The tag timeline figure of one track: the model's Discogs styles, or the head's labels."""
     probabilities, starts, duration = segment_probabilities(pipeline, audio_path, head)
+    return track_timeline(pipeline, Path(audio_path).name, probabilities, starts, duration, top_k, head)
+
+
+def track_timeline(pipeline: "MaestPipeline", name: str, probabilities: np.ndarray, start_seconds: np.ndarray,
+                   duration: float, top_k: int = 10, head: "LabelHead | None" = None) -> "Figure":
+    """:func:`tag_timeline` of per-segment outputs already computed (``maest tag --plot``: no second
+    pass), titled with the track's name, length and the model (+ head)."""
     labels = list(head.labels) if head is not None else pipeline.labels
     source = f"{model_name(pipeline)} + head" if head is not None else model_name(pipeline)
-    title = f"{Path(audio_path).name} ({mmss(duration)}) — {source}"
+    title = f"{name} ({mmss(duration)}) — {source}"
     segment_seconds = pipeline.config.segment_frames * 0.016
-    return tag_timeline(probabilities, starts, labels, top_k, title=title, segment_seconds=segment_seconds)
+    return tag_timeline(probabilities, start_seconds, labels, top_k, title=title, segment_seconds=segment_seconds)
 
 
 def save_figure(figure: "Figure", path: str | os.PathLike) -> Path:

@@ -11,19 +11,24 @@ from maest.cli.options import (
     DEFAULT_MODEL,
     BatchSizeOpt,
     BlocksOpt,
+    ConcurrencyOpt,
     CropOpt,
     DecodeWorkersOpt,
     DeviceOpt,
+    EngineOpt,
     ExtensionsOpt,
     ModelOpt,
     OldDecodeWorkersOpt,
     OverlapOpt,
     PatchoutFreqOpt,
     PatchoutTimeOpt,
+    PrecisionOpt,
+    RayAddressOpt,
     SegmentsOpt,
     TokensOpt,
     fail,
     renamed_workers,
+    require,
     split_list,
 )
 
@@ -55,10 +60,19 @@ def embed_command(
         "--shard", help="I/N: take every N-th file starting at the I-th (0-based), for N processes or GPUs sharing OUTPUT.")] = None,
     progress: Annotated[bool, typer.Option(
         "--progress/--no-progress", help="Show a progress bar (files, hours of audio, audio s/s).")] = True,
+    precision: PrecisionOpt = None,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    concurrency: ConcurrencyOpt = 1,
 ) -> None:
     """Embed every audio file into OUTPUT: resumable, bad files listed in OUTPUT/failures.tsv."""
     from maest.extraction import ExtractError, extract
     from maest.model import parse_tokens
+
+    if engine not in ("local", "ray"):
+        fail(f"--engine must be local or ray, got {engine!r}")
+    if engine == "local" and (ray_address is not None or concurrency != 1):
+        fail("--ray-address and --concurrency apply to --engine ray only")
 
     decode_workers = renamed_workers(ctx, workers, decode_workers, "decode_workers")
     shard_pair = None
@@ -68,14 +82,19 @@ def embed_command(
             shard_pair = (index, count)
         except ValueError:
             fail(f"--shard must look like 0/4, got {shard!r}")
+    common = dict(
+        blocks=blocks, tokens=list(parse_tokens(tokens)), patchout_time=patchout_time,
+        patchout_freq=split_list(patchout_freq, int), overlap=overlap, crop=crop, segments=segments,
+        per_segment=per_segment, output_format=output_format, extensions=split_list(extensions) if extensions else None,
+        batch_size=batch_size, device=device, shard=shard_pair, progress=progress, precision=precision,
+    )
     try:
-        summary = extract(
-            paths, output, model, blocks=blocks, tokens=list(parse_tokens(tokens)), patchout_time=patchout_time,
-            patchout_freq=split_list(patchout_freq, int), overlap=overlap, crop=crop, segments=segments,
-            per_segment=per_segment,
-            output_format=output_format, extensions=split_list(extensions) if extensions else None,
-            batch_size=batch_size, device=device, workers=decode_workers, shard=shard_pair, progress=progress,
-        )
+        if engine == "ray":
+            from maest.distributed import extract_ray
+
+            summary = extract_ray(paths, output, model, address=ray_address, concurrency=concurrency, **common)
+        else:
+            summary = extract(paths, output, model, workers=decode_workers, **common)
     except (OSError, ValueError, ExtractError) as error:  # CheckpointError is a RuntimeError: caught below
         fail(str(error))
     except RuntimeError as error:
@@ -93,10 +112,18 @@ def embed_command(
 def tag_command(
     ctx: typer.Context,
     paths: PathsArg,
-    model: ModelOpt = DEFAULT_MODEL,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", "-m", help=f"Registry name, Hugging Face id or local checkpoint path (default: {DEFAULT_MODEL}, "
+                              "or with --head the model the head was fitted on).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Labels to show per track, most probable first.")] = 5,
     output_format: Annotated[str, typer.Option(
-        "--format", help="table (readable), json (one object per track) or tsv (path, label, probability).")] = "table",
+        "--format", help="table (readable), json (one object per track) or tsv (path, label, probability[, on]).")] = "table",
+    head: Annotated[Optional[Path], typer.Option(
+        "--head", help="An own-label head (maest head fit): its labels, with on/off by its thresholds, instead of "
+                       "the model's.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(
+        "--plot", help="Also write OUT/<name>.png per track: a timeline of the top labels over the segments and "
+                       "the track-level bars (top 10, or --top-k if larger).")] = None,
     overlap: OverlapOpt = 0.5,
     crop: CropOpt = None,
     segments: SegmentsOpt = "maest",
@@ -105,41 +132,84 @@ def tag_command(
     device: DeviceOpt = None,
     decode_workers: DecodeWorkersOpt = 0,
     workers: OldDecodeWorkersOpt = None,
+    precision: PrecisionOpt = None,
 ) -> None:
-    """Print the most probable Discogs styles (or the checkpoint's labels) of each track."""
+    """Print the most probable Discogs styles (or the checkpoint's, or a head's labels) of each track."""
     import json
 
-    from maest.extraction import tag_files
-    from maest.inference import load_model, top_labels
+    from maest.extraction import run_files
+    from maest.inference import EmbedOptions, load_model, top_labels
 
     decode_workers = renamed_workers(ctx, workers, decode_workers, "decode_workers")
     if output_format not in ("table", "json", "tsv"):
         fail(f"--format must be table, json or tsv, got {output_format!r}")
+    if plot is not None:
+        require("eval", "matplotlib")
     try:
-        pipeline = load_model(model, device, batch_size)
-        results = tag_files(paths, pipeline, overlap=overlap, crop=crop, segments=segments,
-                            extensions=split_list(extensions) if extensions else None,
-                            batch_size=batch_size, workers=decode_workers)
+        fitted = None
+        if head is not None:
+            from maest.heads import load_head, model_for_head
+
+            fitted = load_head(head)
+            pipeline = model_for_head(fitted, model, device, batch_size)
+            mode, options = "embed", EmbedOptions(**fitted.spec.embed_kwargs())
+        else:
+            pipeline = load_model(model or DEFAULT_MODEL, device, batch_size, precision)
+            mode, options = "tag", EmbedOptions(blocks=None, overlap=overlap, crop=crop, segments=segments)
+        results = run_files(paths, pipeline, mode, options, split_list(extensions) if extensions else None,
+                            batch_size, workers=decode_workers)
+        plots_written: set[Path] = set()
         succeeded = failed = 0
-        for path, probabilities, reason in results:
+        for path, result, reason in results:
             if reason is not None:
                 failed += 1
                 typer.echo(f"failed: {path}: {reason}", err=True)
                 continue
             succeeded += 1
-            top = top_labels(probabilities, pipeline.labels, top_k)
-            if output_format == "json":
-                # allow_nan=False: the output stays valid JSON (NaN results are failures, see tag_files)
-                typer.echo(json.dumps({"path": path, "tags": [{"label": l, "probability": round(p, 6)} for l, p in top]},
-                                      ensure_ascii=False, allow_nan=False))
-            elif output_format == "tsv":
-                for label, probability in top:
-                    typer.echo(f"{path}\t{label}\t{probability:.6f}")
+            if fitted is not None:  # the head reads the track's mean embedding (as it was fitted)
+                per_segment = fitted.predict(result.outputs)
+                probabilities = fitted.predict(result.track[None])[0]
+                decisions = fitted.decide(probabilities[None])[0]
+                top = [(label, p, bool(decisions[fitted.labels.index(label)]))
+                       for label, p in top_labels(probabilities, fitted.labels, top_k)]
             else:
-                typer.echo(path)
-                for label, probability in top:
-                    typer.echo(f"  {probability:6.3f}  {label}")
+                per_segment, probabilities = result.outputs, result.track
+                top = [(label, p, None) for label, p in top_labels(probabilities, pipeline.labels, top_k)]
+            _print_tags(path, top, output_format, json)
+            if plot is not None:
+                _plot(pipeline, path, per_segment, result, max(top_k, 10), fitted, plot, plots_written)
     except (OSError, ValueError, RuntimeError) as error:
         fail(f"{type(error).__name__}: {error}")
+    if plot is not None and plots_written:
+        typer.echo(f"wrote {len(plots_written)} plots to {plot}", err=True)
     if succeeded == 0:
         fail(f"no track was tagged ({failed} failed)")
+
+
+def _print_tags(path: str, top: list, output_format: str, json) -> None:
+    """One track's tags; ``on`` is None without a head."""
+    if output_format == "json":
+        tags = [{"label": label, "probability": round(p, 6), **({} if on is None else {"on": on})}
+                for label, p, on in top]
+        # allow_nan=False: the output stays valid JSON (NaN results are failures, see run_files)
+        typer.echo(json.dumps({"path": path, "tags": tags}, ensure_ascii=False, allow_nan=False))
+    elif output_format == "tsv":
+        for label, p, on in top:
+            typer.echo(f"{path}\t{label}\t{p:.6f}" + ("" if on is None else f"\t{'on' if on else 'off'}"))
+    else:
+        typer.echo(path)
+        for label, p, on in top:
+            typer.echo(f"  {p:6.3f}  {label}" + ("" if on is None else ("  (on)" if on else "")))
+
+
+def _plot(pipeline, path: str, per_segment, result, top_k: int, head, out_dir: Path, written: set[Path]) -> None:
+    """``out_dir/<name>.png`` (``<name>-2.png``... when two tracks share a name) from outputs already computed."""
+    from maest import plots
+
+    stem, target, n = Path(path).stem, out_dir / f"{Path(path).stem}.png", 1
+    while target in written:
+        n += 1
+        target = out_dir / f"{stem}-{n}.png"
+    figure = plots.track_timeline(pipeline, Path(path).name, per_segment, result.start_seconds, result.duration,
+                                  top_k, head)
+    written.add(plots.save_figure(figure, target))

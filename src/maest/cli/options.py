@@ -140,6 +140,15 @@ SegmentsOpt = Annotated[Optional[str], typer.Option(
          "and the experiments.")]
 ExtensionsOpt = Annotated[Optional[str], typer.Option(
     "--ext", help="Extensions to take from folders, e.g. mp3,wav (default: every format maest decodes).")]
+PrecisionOpt = Annotated[Optional[str], typer.Option(
+    "--precision", help="fp32, bf16, fp16 (autocast) or int8 (dynamic int8 linear layers, CPU only); "
+                        "default: bf16 on GPUs that have it, fp32 on the CPU.")]
+EngineOpt = Annotated[str, typer.Option(
+    "--engine", help="local: decode workers and the model in this process; ray: a Ray cluster (pip install 'maest[ray]').")]
+RayAddressOpt = Annotated[Optional[str], typer.Option(
+    "--ray-address", help="With --engine ray: 'auto' (the cluster `ray start` made) or HOST:PORT (default: a new local cluster).")]
+ConcurrencyOpt = Annotated[int, typer.Option(
+    "--concurrency", min=1, help="With --engine ray: model actors (one GPU each when the cluster has GPUs, else one CPU).")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
 
 # Evaluation and the experiments.

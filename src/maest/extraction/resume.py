@@ -42,8 +42,9 @@ WEIGHTS_KEY = "weights"
 
 
 def run_settings(name: str, segment_frames: int, options: EmbedOptions, per_segment: bool, fmt: str,
-                 weights: str | None = None) -> dict:
-    """Everything that changes an output's numbers or layout; ``weights``: the weights' fingerprint."""
+                 weights: str | None = None, precision: str = "fp32") -> dict:
+    """Everything that changes an output's numbers or layout: the precision too (outputs of different
+    precisions must not mix in one folder); ``weights``: the weights' fingerprint."""
     settings = {
         "model": name,
         "segment_frames": segment_frames,
@@ -56,6 +57,7 @@ def run_settings(name: str, segment_frames: int, options: EmbedOptions, per_segm
         "segments": options.segments,
         "per_segment": per_segment,
         "format": fmt,
+        "precision": precision,
     }
     if weights is not None:
         settings[WEIGHTS_KEY] = weights
@@ -69,6 +71,7 @@ def check_settings(output_dir: Path, settings: dict) -> None:
         return
     previous = _read_settings(path)
     previous.setdefault("segments", "maest")  # folders made before the segment rule was an option
+    previous.setdefault("precision", "fp32")  # folders made before --precision: they were fp32 on the CPU
     changed = {k: (previous.get(k), v) for k, v in settings.items() if k != WEIGHTS_KEY and previous.get(k) != v}
     if changed:
         details = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())

@@ -12,7 +12,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,13 +20,20 @@ import numpy as np
 
 from maest.batching import TrackResult
 from maest.extraction.errors import NonFiniteOutputError, OutputNotWritableError
-from maest.extraction.files import check_collisions, find_audio, shard_suffix, take_shard
+from maest.extraction.files import AudioItem, check_collisions, find_audio, shard_suffix, take_shard
 from maest.extraction.resume import check_settings, model_name, pending_items, run_settings
 from maest.extraction.sinks import FATAL_WRITE_ERRORS, FORMATS, Format, Sink, open_sink
 from maest.extraction.tracks import process
 from maest.failures import FAILURES_FILE, append_failures, write_failures
 from maest.inference import EmbedOptions, MaestPipeline, load_model
 from maest.model import TOKEN_NAMES
+
+
+TrackEngine = Callable[[Sequence[AudioItem], MaestPipeline, EmbedOptions, int],
+                       Iterator[tuple[AudioItem, TrackResult | None, str | None]]]
+"""``(items, pipeline, options, batch_size) -> (item, result, None) or (item, None, reason)`` once per item:
+how a driver computes tracks (the default: :func:`maest.extraction.tracks.process` in this process;
+:mod:`maest.distributed` runs them on a Ray cluster). Settings, resume, sinks and failures stay here."""
 
 
 @dataclass
@@ -157,6 +164,8 @@ def extract(
     workers: int = 0,
     shard: tuple[int, int] | None = None,
     progress: bool = True,
+    precision: str | None = None,
+    engine: TrackEngine | None = None,
 ) -> ExtractSummary:
     """Embed every audio file under ``inputs`` into ``output_dir``; rerunning skips finished tracks.
 
@@ -169,6 +178,8 @@ def extract(
     folder must be writable before the first track; failures are appended to failures.tsv as they
     happen. A track whose mel or embedding holds NaN/inf fails. SIGTERM stops the run as Ctrl-C does.
     ``segments``: the segment rule, "maest" or "original" (:mod:`maest.segments`).
+    ``precision`` (fp32, bf16, fp16, int8; default by device) is part of the folder's settings.
+    ``engine`` computes the tracks (default: decode workers and the model in this process).
     """
     check_run_options(batch_size, workers, shard, output_format)
     started = time.perf_counter()
@@ -179,14 +190,17 @@ def extract(
     items, missing = find_audio(inputs, extensions)
     check_collisions(items, output_format)
     items, missing = take_shard(items, missing, shard)
-    pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size)
+    pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size, precision)
+    if precision is not None and precision != pipeline.precision:
+        raise ValueError(f"the pipeline given runs at {pipeline.precision}, not {precision}: "
+                         "load it with load_model(..., precision=...) or leave precision out")
     run_batch = pipeline.embedder(options)  # checks the options before the output folder is claimed
     batcher = pipeline.batcher(run_batch, options, batch_size)
     failures_file = failures_path(output_dir, suffix)
     output_dir.mkdir(parents=True, exist_ok=True)
     check_writable(output_dir, [failures_file])
     check_settings(output_dir, run_settings(model_name(model), pipeline.config.segment_frames, options, per_segment,
-                                            output_format, getattr(pipeline, "fingerprint", None)))
+                                            output_format, getattr(pipeline, "fingerprint", None), pipeline.precision))
 
     summary = ExtractSummary(output_dir=output_dir)
     for path, reason in missing:
@@ -199,7 +213,11 @@ def extract(
     work_started = time.perf_counter()
     with sigterm_stops_cleanly():
         try:
-            for item, result, reason in process(todo, batcher, pipeline.decoder, workers):
+            if engine is None:
+                results = process(todo, batcher, pipeline.decoder, workers)
+            else:
+                results = engine(todo, pipeline, options, batch_size)
+            for item, result, reason in results:
                 if reason is not None:
                     record_failure(summary, str(item.path), reason, failures_file)
                 else:
@@ -231,6 +249,7 @@ def tag_files(
     batch_size: int = 8,
     device: str | None = None,
     workers: int = 0,
+    precision: str | None = None,
 ) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
     """``(path, probabilities, None)`` or ``(path, None, reason)`` per file, in input order.
 
@@ -240,7 +259,7 @@ def tag_files(
     """
     check_run_options(batch_size, workers)
     options = EmbedOptions(blocks=None, overlap=overlap, crop=crop, segments=segments)
-    results = run_files(inputs, model, "tag", options, extensions, batch_size, device, workers)
+    results = run_files(inputs, model, "tag", options, extensions, batch_size, device, workers, precision)
     return ((path, result.track if result is not None else None, reason) for path, result, reason in results)
 
 
@@ -253,6 +272,7 @@ def run_files(
     batch_size: int = 8,
     device: str | None = None,
     workers: int = 0,
+    precision: str | None = None,
 ) -> Iterator[tuple[str, TrackResult | None, str | None]]:
     """``(path, result, None)`` or ``(path, None, reason)`` per file, in input order, for ``mode``
     "embed" or "tag" (what :func:`tag_files` and own-label heads read).
@@ -264,7 +284,7 @@ def run_files(
     items, missing = find_audio(inputs, extensions)
     for path, reason in missing:
         yield path, None, reason
-    pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size)
+    pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size, precision)
     batcher = pipeline.batcher(pipeline.runner(mode, options), options, batch_size)
     position = {id(item): index for index, item in enumerate(items)}
     finished: dict[int, tuple[str, TrackResult | None, str | None]] = {}

@@ -1,0 +1,101 @@
+"""Inference precisions: bf16/fp16 autocast and int8 dynamic quantization agree with fp32; impossible pairs refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from typer.testing import CliRunner
+
+from eval_data import tiny_model
+from maest.cli import app
+from maest.extraction import SettingsMismatchError, extract
+from maest.inference import PrecisionError, load_model, resolve_precision
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return tiny_model(tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def waveform() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    t = np.arange(16000 * 4) / 16000
+    return (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16", "int8"])
+def test_each_cpu_precision_is_close_to_fp32(checkpoint, waveform, precision):
+    reference = load_model(checkpoint, "cpu", precision="fp32").embed(waveform, blocks=2, per_segment=True)[0]
+    pipeline = load_model(checkpoint, "cpu", precision=precision)
+    assert pipeline.precision == precision
+    embeddings = pipeline.embed(waveform, blocks=2, per_segment=True)[0]
+    assert embeddings.dtype == np.float32 and embeddings.shape == reference.shape
+    assert not np.array_equal(embeddings, reference), "the precision should change the arithmetic"
+    for row, expected in zip(embeddings, reference):
+        assert cosine(row, expected) >= 0.99
+
+
+def test_int8_quantizes_every_linear_layer_and_keeps_the_loaded_weights(checkpoint):
+    pipeline = load_model(checkpoint, "cpu", precision="int8")
+    assert not any(isinstance(m, torch.nn.Linear) for m in pipeline.model.modules())
+    assert any(isinstance(m, torch.nn.Linear) for m in pipeline.float_model.modules())
+
+
+def test_default_precision_is_fp32_on_the_cpu_and_bf16_on_gpus_that_have_it(monkeypatch):
+    assert resolve_precision(None, "cpu") == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_precision(None, "cuda") == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_precision(None, "cuda") == "fp16"
+
+
+def test_impossible_precisions_are_refused_in_one_line(monkeypatch):
+    with pytest.raises(PrecisionError, match="one of fp32, bf16, fp16, int8"):
+        resolve_precision("fp8", "cpu")
+    with pytest.raises(PrecisionError, match="CPU only"):
+        resolve_precision("int8", "cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    with pytest.raises(PrecisionError, match="no bf16.*fp16"):
+        resolve_precision("bf16", "cuda")
+    with pytest.raises(PrecisionError):
+        load_model("not-even-read", "cpu", precision="int4")
+
+
+def test_precision_is_a_setting_of_the_output_folder(tmp_path, checkpoint, waveform):
+    sf.write(tmp_path / "a.wav", waveform, 16000)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["embed", str(tmp_path / "a.wav"), "-o", str(out), "-m", str(checkpoint),
+                                      "--blocks", "2", "--precision", "int8", "--decode-workers", "0", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "maest-embed.json").read_text())["precision"] == "int8"
+    with pytest.raises(SettingsMismatchError, match="precision: 'int8' -> 'fp32'"):
+        extract([tmp_path / "a.wav"], out, str(checkpoint), blocks=2, progress=False)
+    refused = CliRunner().invoke(app, ["embed", str(tmp_path / "a.wav"), "-o", str(tmp_path / "o2"), "-m",
+                                       str(checkpoint), "--precision", "fp8"])
+    assert refused.exit_code == 1 and "fp32, bf16, fp16, int8" in refused.output
+
+
+def test_ray_options_need_the_ray_engine(tmp_path, checkpoint):
+    result = CliRunner().invoke(app, ["embed", str(tmp_path), "-o", str(tmp_path / "o"), "-m", str(checkpoint),
+                                      "--ray-address", "auto"])
+    assert result.exit_code == 1 and "--engine ray only" in result.output
+    result = CliRunner().invoke(app, ["embed", str(tmp_path), "-o", str(tmp_path / "o"), "--engine", "spark"])
+    assert result.exit_code == 1 and "local or ray" in result.output
+
+
+def test_a_loaded_pipeline_keeps_its_precision(tmp_path, checkpoint, waveform):
+    sf.write(tmp_path / "a.wav", waveform, 16000)
+    pipeline = load_model(checkpoint, "cpu", precision="int8")
+    with pytest.raises(ValueError, match="runs at int8, not fp32"):
+        extract([tmp_path / "a.wav"], tmp_path / "out", pipeline, blocks=2, precision="fp32", progress=False)
+    assert not (tmp_path / "out" / "maest-embed.json").exists()
