@@ -91,3 +91,42 @@ def test_map_coloured_by_genre_tags_the_audio_behind_each_key(collection, tmp_pa
     assert "36 tracks, PCA map" in picture.output and (tmp_path / "map.png").is_file()
     lost = run("map", root / "emb", "-o", tmp_path / "lost.png", "--color-by", "genre", "-m", model)
     assert lost.exit_code == 1 and "--audio-root" in lost.output and not (tmp_path / "lost.png").exists()
+
+
+def test_tag_with_a_head_and_timeline_plots(collection, tmp_path):
+    import json
+
+    from PIL import Image
+
+    root, data, model = collection
+    labels = tmp_path / "mine.tsv"
+    labels.write_text((data / "train.tsv").read_text())
+    fit = run("head", "fit", labels, "-o", tmp_path / "head", "--audio-root", data, "-m", model, "--blocks", "2",
+              "--no-progress", "--decode-workers", "0")
+    assert fit.exit_code == 0, fit.output
+    tracks = sorted((data / "audio").glob("*.wav"))[:3]
+
+    # the head's model is used when --model is not given; on/off by the head's thresholds
+    tagged = run("tag", *tracks, "--head", tmp_path / "head", "--format", "json", "--top-k", "2", "--plot", tmp_path / "plots")
+    assert tagged.exit_code == 0, tagged.output
+    rows = [json.loads(line) for line in tagged.output.splitlines() if line.startswith("{")]
+    assert [row["path"] for row in rows] == [str(t) for t in tracks]
+    from maest.heads import load_head, tag_with_head
+    import maest
+
+    head = load_head(tmp_path / "head")
+    expected = tag_with_head(maest.load_model(model, device="cpu"), tracks[0], head)[:2]
+    assert [(t["label"], t["on"]) for t in rows[0]["tags"]] == [(label, on) for label, _, on in expected]
+    assert all(abs(t["probability"] - p) < 1e-5 for t, (_, p, _) in zip(rows[0]["tags"], expected))
+    pictures = sorted((tmp_path / "plots").glob("*.png"))
+    assert [p.stem for p in pictures] == [t.stem for t in tracks]
+    assert Image.open(pictures[0]).size[0] == 1200
+
+    # without a head: the model's labels; the plot rows are the model's top labels
+    plain = run("tag", tracks[0], "-m", model, "--format", "tsv", "--plot", tmp_path / "plain")
+    assert plain.exit_code == 0, plain.output
+    assert len(plain.output.strip().splitlines()) == 5 and (tmp_path / "plain" / f"{tracks[0].stem}.png").is_file()
+
+    other = tiny_model(tmp_path / "other", seed=7)
+    refused = run("tag", tracks[0], "--head", tmp_path / "head", "-m", other)
+    assert refused.exit_code == 1 and "HeadMismatchError" in refused.output
