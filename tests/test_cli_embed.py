@@ -22,8 +22,8 @@ from maest import extraction
 from maest.checkpoints import save_native
 from maest.cli import app
 from maest.configs import MaestConfig
-from maest.extraction import OutputCollisionError, SettingsMismatchError, extract, read_table
-from maest.inference import load_model
+from maest.extraction import OutputCollisionError, SettingsMismatchError, extract, read_table, resume
+from maest.inference import EmbedOptions, load_model
 from maest.model import Maest
 
 LABELS = ["Rock---Punk", "Electronic---Techno", "Jazz---Bop", "Pop---Ballad", "Classical---Baroque"]
@@ -231,8 +231,10 @@ def test_tags_come_in_input_order_although_tracks_finish_out_of_order(audio_dir,
     assert results[1][1] is None and "empty" in results[1][2]
     for path, probabilities, _ in results[2:]:
         np.testing.assert_allclose(probabilities, pipeline.predict(path), atol=1e-5)
+    options = EmbedOptions(blocks=None)
+    batcher = pipeline.batcher(pipeline.tagger(options), options, batch_size=2)
     finished = [Path(item.path).name for item, _, _ in extraction.process(
-        pipeline, extraction.find_audio(paths)[0], "tag", extraction.EmbedOptions(blocks=None), batch_size=2)]
+        extraction.find_audio(paths)[0], batcher, pipeline.decoder)]
     assert finished != clips  # the reordering above is real work, not the natural order
 
 
@@ -313,13 +315,13 @@ def test_shards_starting_together_both_claim_the_output_folder(tmp_path, pipelin
         barrier.wait()  # both writers have opened their partial file before either renames it
         return dumps(*args, **kwargs)
 
-    monkeypatch.setattr(extraction.json, "dumps", dumps_in_step)
-    settings = extraction._settings(pipeline, "tiny", extraction.EmbedOptions(blocks=2), False, "npy")
+    monkeypatch.setattr(resume.json, "dumps", dumps_in_step)
+    settings = extraction.run_settings("tiny", pipeline.config.segment_frames, EmbedOptions(blocks=2), False, "npy")
     errors = []
 
     def claim():
         try:
-            extraction._check_settings(tmp_path, settings)
+            extraction.check_settings(tmp_path, settings)
         except Exception as error:  # noqa: BLE001 - collected for the assertion below
             errors.append(error)
 
@@ -347,3 +349,20 @@ def test_long_track_names_are_written_and_unwritable_outputs_are_reported(tmp_pa
     failures = (out / "failures.tsv").read_text()
     assert long_au.name in failures and "cannot write its output" in failures
     assert not list(out.rglob("*.partial"))
+
+
+def test_a_subset_rerun_keeps_earlier_failures_and_a_fixed_file_leaves_them(collection, tmp_path, audio_dir, pipeline):
+    from maest.failures import read_failures
+
+    out = tmp_path / "out"
+    extract([collection], out, pipeline, blocks=2, progress=False)
+    first = read_failures(out / "failures.tsv")
+    assert sorted(Path(p).name for p in first) == sorted(BAD_CLIPS)
+    extract([collection / "b"], out / "b", pipeline, blocks=2, progress=False)  # another folder: untouched
+    extract([next(collection.rglob("menu_0.5s_44k_stereo.wav"))], out, pipeline, blocks=2, progress=False)
+    assert read_failures(out / "failures.tsv") == first  # a subset rerun does not erase them
+    fixed = next(collection.rglob("empty.wav"))
+    shutil.copy(audio_dir / "menu_0.5s_44k_stereo.wav", fixed)
+    summary = extract([collection], out, pipeline, blocks=2, progress=False)
+    assert summary.failed == len(BAD_CLIPS) - 1
+    assert set(read_failures(out / "failures.tsv")) == set(first) - {str(fixed)}

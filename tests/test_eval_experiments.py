@@ -50,6 +50,26 @@ def test_one_pass_features_equal_per_block_embeddings(tiny, tmp_path):
     assert parse_tokens("cda") == ("cls", "dist", "avg") and parse_tokens("cls,avg") == ("cls", "avg")
 
 
+def test_feature_failures_go_to_a_merged_tsv(tiny, tmp_path, audio_dir):
+    import shutil
+
+    from maest.failures import read_failures
+
+    _, audio, model, _ = tiny
+    pipeline = load_model(model, device="cpu")
+    good = sorted(p.relative_to(audio).as_posix() for p in audio.rglob("*.wav"))[0]
+    root = tmp_path / "audio"
+    (root / good).parent.mkdir(parents=True)
+    shutil.copy(audio / good, root / good)
+    shutil.copy(audio_dir / "empty.wav", root / "bad.wav")
+    features, failures = extract_features(pipeline, [good, "bad.wav"], root, tmp_path / "f", [2], progress=False)
+    assert set(failures) == {"bad.wav"} and "empty" in failures["bad.wav"]
+    assert read_failures(tmp_path / "f" / "failures.tsv") == failures
+    assert features.load([good], 2, ("cls",)).shape == (1, 32)
+    assert extract_features(pipeline, [good], root, tmp_path / "f", [2], progress=False)[1] == {}
+    assert read_failures(tmp_path / "f" / "failures.tsv") == failures  # a subset rerun keeps them
+
+
 def test_blocks_command_writes_plot_and_numbers_and_resumes(tiny, tmp_path):
     metadata, audio, model, _ = tiny
     args = ["experiment", "blocks", "mtg-jamendo-genre", "--metadata", str(metadata), "--audio-root", str(audio),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from maest.evaluate.metrics import macro_roc_auc, tagging_metrics
+from maest.metrics import macro_roc_auc, tagging_metrics
 from maest.evaluate.probe import (
     PAPER_GRID,
     PROTOCOLS,

@@ -272,3 +272,25 @@ def test_non_finite_waveform_is_refused(pipeline):
     waveform[100] = np.nan
     with pytest.raises(InputAudioError, match="NaN"):
         pipeline.embed(waveform, blocks=2)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error of a torch without CUDA")
+def test_cuda_on_a_torch_without_cuda_is_one_clear_error(tiny_checkpoint, tmp_path):
+    from maest.inference import DeviceUnavailableError, resolve_device
+
+    for device in ("cuda", "cuda:1", torch.device("cuda")):
+        with pytest.raises(DeviceUnavailableError, match=r"CUDA is not available in this torch build \(.*\); use --device cpu"):
+            resolve_device(device)
+    with pytest.raises(DeviceUnavailableError, match="CUDA is not available"):
+        load_model(tiny_checkpoint, device="cuda")
+    with pytest.raises(DeviceUnavailableError, match="unknown device"):
+        resolve_device("gpu")
+    assert resolve_device("cpu") == torch.device("cpu") and resolve_device(None) == torch.device("cpu")
+    from typer.testing import CliRunner
+
+    from maest.cli import app
+
+    result = CliRunner().invoke(app, ["embed", str(tmp_path), "-o", str(tmp_path / "out"), "-m", tiny_checkpoint,
+                                      "--device", "cuda", "--no-progress"])
+    assert result.exit_code == 1 and "CUDA is not available in this torch build" in result.output
+    assert "Traceback" not in result.output

@@ -140,3 +140,28 @@ def test_head_averages_normed_cls_and_dist():
         normed = model.norm(model.forward_features(mel))
         expected = model.head((normed[:, 0] + normed[:, 1]) / 2)
         torch.testing.assert_close(model(mel), expected, atol=0, rtol=0)
+
+
+def test_forward_intermediates_is_one_pass_equal_to_each_early_exit():
+    """Tokens after blocks 0..depth, in the order asked, equal forward_features and a hand walk; one pass."""
+    model = tiny()
+    mel = torch.randn(2, 96, 100)
+    calls = []
+    for index, block in enumerate(model.blocks):
+        block.register_forward_hook(lambda _m, _i, _o, index=index: calls.append(index))
+    with torch.no_grad():
+        asked = [2, 0, 1]
+        tokens = model.forward_intermediates(mel, asked, patchout_time=2, patchout_freq=(0, 8))
+        assert calls == [0, 1]  # stops at the deepest requested block, each block once
+        x = model.embed(mel, 2, (0, 8))
+        walked = [x]
+        for block in model.blocks:
+            x = block(x)
+            walked.append(x)
+        for block, got in zip(asked, tokens):
+            torch.testing.assert_close(got, walked[block], atol=0, rtol=0)
+            torch.testing.assert_close(got, model.forward_features(mel, block, 2, (0, 8)), atol=0, rtol=0)
+    with pytest.raises(ValueError, match="blocks"):
+        model.forward_intermediates(mel, [1, 4])
+    with pytest.raises(ValueError, match="blocks"):
+        model.forward_intermediates(mel, [])

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from maest import audio
+from maest import audio, decode
 from maest.data import store
 from maest.data.store import MelStore, StoreError, build_store, compute_stats
 from maest.frontend import MelFrontend, num_frames
@@ -105,7 +105,7 @@ def test_reads_and_crops(audio_files, tmp_path):
 def test_resume_after_interruption_is_complete_and_idempotent(audio_files, tmp_path, monkeypatch):
     root, keys = audio_files
     target = tmp_path / "resume"
-    original = store._MelJobs.__getitem__
+    original = decode.DecodeJobs.__getitem__
     calls = {"n": 0}
 
     def interrupted(self, i):
@@ -114,10 +114,10 @@ def test_resume_after_interruption_is_complete_and_idempotent(audio_files, tmp_p
             raise KeyboardInterrupt  # the run is killed while decoding the fourth file
         return original(self, i)
 
-    monkeypatch.setattr(store._MelJobs, "__getitem__", interrupted)
+    monkeypatch.setattr(decode.DecodeJobs, "__getitem__", interrupted)
     with pytest.raises(KeyboardInterrupt):
         build_store(keys, target, audio_root=root, workers=0, shard_size_mb=1e-6, progress=False)
-    monkeypatch.setattr(store._MelJobs, "__getitem__", original)
+    monkeypatch.setattr(decode.DecodeJobs, "__getitem__", original)
     finished = MelStore(target)
     assert 0 < len(finished) < 5
     done = len(finished) + len(finished.failures)  # a failure still in the unfinished shard is retried

@@ -14,7 +14,7 @@ from maest.checkpoints import load_native
 from maest.data.groundtruth import read_groundtruth
 from maest.train.config import load_config
 from maest.train.demo import make_demo_data
-from maest.evaluate.metrics import macro_scores
+from maest.metrics import macro_scores
 from maest.train.run import train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

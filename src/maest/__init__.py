@@ -11,6 +11,7 @@ _LAZY = {
     "MaestPipeline": "maest.inference",
     "extract": "maest.extraction",
     "tag_files": "maest.extraction",
+    "list_models": "maest.registry",
 }
 
 

@@ -4,18 +4,28 @@ WAV/FLAC/Ogg/MP3 (and anything else libsndfile reads) go through soundfile, whic
 window (``offset``/``duration``) decodes only that window. Other containers (m4a/AAC, Opus, WebM,
 WMA, ...) go through PyAV (FFmpeg), which seeks to a packet half a second before the window (decoder
 pre-roll) and drops the samples before it. Channels are averaged (for both readers); resampling
-uses soxr's high-quality mode. Every failure is an :class:`AudioDecodeError` naming the file and
-the reason.
+is Essentia's loader's (libsamplerate sinc_medium, :mod:`maest.resample`) or soxr's. Every
+failure is an :class:`AudioDecodeError` naming the file and the reason. MP3 and FLAC files shorter
+than their headers declare (cut-off downloads) are failures too (:mod:`maest.audio_headers`); what
+the C decoders print on the way is kept out of the terminal and added to the reason of a failure.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from maest import resample as resampling
+from maest.audio_headers import DeclaredLength, flac_declared_length, mp3_declared_length
 
 SOUNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".aifc", ".au", ".w64", ".caf"}
 AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS | {
@@ -23,6 +33,10 @@ AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS | {
 }
 # Decoding starts this long before a requested window in PyAV-read files (see ``_read_pyav``).
 PYAV_PREROLL_SECONDS = 0.5
+# A header claiming more sample frames per file byte than this is read in blocks, not into one
+# buffer of the claimed size (real files hold < 10; a corrupt header can claim billions).
+_MAX_FRAMES_PER_BYTE = 64
+_READ_BLOCK_FRAMES = 1 << 20
 
 
 class AudioDecodeError(RuntimeError):
@@ -45,6 +59,59 @@ class AudioInfo:
     @property
     def duration(self) -> float:
         return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+class _Captured:
+    text = ""
+
+
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _decoder_stderr() -> Iterator[_Captured]:
+    """Send what C libraries write to fd 2 (libmpg123's "Note: Trying to resync...") to a buffer.
+
+    fd 2 is process-wide, so one thread at a time holds it (DataLoader workers are processes with
+    their own fd 2). Python's own stderr writes made meanwhile are passed through afterwards.
+    """
+    captured = _Captured()
+    try:
+        with _STDERR_LOCK:
+            try:
+                sys.stderr.flush()
+                saved = os.dup(2)
+            except (OSError, ValueError, AttributeError):  # no fd 2 (closed or replaced): nothing to hide
+                yield captured
+                return
+            try:
+                with tempfile.TemporaryFile() as sink:
+                    os.dup2(sink.fileno(), 2)
+                    try:
+                        yield captured
+                    finally:
+                        os.dup2(saved, 2)
+                        sink.seek(0)
+                        captured.text = sink.read().decode("utf-8", "replace")
+            finally:
+                os.close(saved)
+    finally:
+        passed = [line for line in captured.text.splitlines(keepends=True) if not _is_decoder_noise(line)]
+        if passed:
+            sys.stderr.write("".join(passed))
+
+
+def _is_decoder_noise(line: str) -> bool:
+    return line.startswith(("Note: ", "Warning: ", "Error: ", "[src/", "[libmpg123", "mpg123", "FLAC__"))
+
+
+def _noise_summary(text: str, limit: int = 3) -> str:
+    """The first ``limit`` distinct decoder lines, short, for a failure reason ("" if none)."""
+    lines = list(dict.fromkeys(line.strip()[:120] for line in text.splitlines() if line.strip()))
+    if not lines:
+        return ""
+    more = f" (+{len(lines) - limit} more)" if len(lines) > limit else ""
+    return "; decoder said: " + " | ".join(lines[:limit]) + more
 
 
 def _check_file(path: Path) -> None:
@@ -112,7 +179,8 @@ def info(path: str | os.PathLike) -> AudioInfo:
     try:
         import soundfile as sf
 
-        i = sf.info(str(path))
+        with _decoder_stderr():
+            i = sf.info(str(path))
         return AudioInfo(int(i.samplerate), int(i.channels), int(i.frames))
     except Exception:
         pass
@@ -147,9 +215,39 @@ def _read_soundfile(path: Path, offset: float | None, duration: float | None) ->
             if start >= f.frames:
                 return np.zeros((0, f.channels), np.float32), rate
             f.seek(start)
-        frames = -1 if duration is None else int(round(duration * rate))
-        data = f.read(frames=frames, dtype="float32", always_2d=True)
+        try:
+            data = _read_frames(f, path, start, duration)
+        except Exception as error:  # where libsndfile stopped tells how much of a cut file decoded
+            try:
+                position = f.tell()
+            except Exception:
+                raise error from None
+            raise _DecodeStopped(position, error) from None
     return data, rate
+
+
+class _DecodeStopped(Exception):
+    """libsndfile failed after decoding up to sample frame ``position`` (e.g. a cut FLAC)."""
+
+    def __init__(self, position: int, error: Exception):
+        super().__init__(str(error))
+        self.position = position
+
+
+def _read_frames(f, path: Path, start: int, duration: float | None) -> np.ndarray:
+    """Read to the end (or ``duration`` s) from ``start``; blocks when the header claims implausibly much."""
+    claimed = f.frames - max(start, 0)
+    frames = claimed if duration is None else min(claimed, int(round(duration * f.samplerate)))
+    if frames <= _MAX_FRAMES_PER_BYTE * path.stat().st_size:
+        return f.read(frames=-1 if duration is None else frames, dtype="float32", always_2d=True)
+    blocks = []  # grow with what decodes instead of allocating what a corrupt header claims
+    while frames > 0:
+        block = f.read(frames=min(frames, _READ_BLOCK_FRAMES), dtype="float32", always_2d=True)
+        blocks.append(block)
+        frames -= len(block)
+        if len(block) < _READ_BLOCK_FRAMES:
+            break
+    return np.concatenate(blocks) if blocks else np.zeros((0, f.channels), np.float32)
 
 
 def _read_pyav(path: Path, offset: float | None, duration: float | None) -> tuple[np.ndarray, int]:
@@ -196,8 +294,12 @@ def load(
     sample_rate: int = 16000,
     offset: float | None = None,
     duration: float | None = None,
+    resampler: str | None = None,
 ) -> np.ndarray:
     """Decode ``path`` to float32 mono at ``sample_rate`` Hz.
+
+    ``resampler``: ``"essentia"`` (libsamplerate's sinc_medium, the published models' training
+    input) or ``"soxr"`` (maest's resampler before); None reads ``maest.resample.DEFAULT_RESAMPLER``.
 
     ``offset`` and ``duration`` (seconds) select a window; only that window is decoded where the
     format can seek. Raises :class:`AudioDecodeError` for missing, empty, truncated or non-audio
@@ -215,15 +317,25 @@ def load(
         truncation = _wav_truncation(path)
     if truncation:
         raise AudioDecodeError(path, truncation)
+    declared = _declared_length(path, suffix)
 
     data: np.ndarray | None = None
     rate = 0
     errors: list[str] = []
-    if suffix in SOUNDFILE_EXTENSIONS:
+    captured = _Captured()
+    stopped_at: int | None = None
+    # libsndfile reads a variable-bitrate MP3 without a Xing header only up to the length it guessed
+    # from the first frame's bitrate (a fraction of the track, silently); FFmpeg reads all of it.
+    unknown_length = declared is not None and declared.frames is None
+    if suffix in SOUNDFILE_EXTENSIONS and not unknown_length:
         try:
-            data, rate = _read_soundfile(path, offset, duration)
+            with _decoder_stderr() as captured:
+                data, rate = _read_soundfile(path, offset, duration)
         except Exception as error:  # libsndfile failed; FFmpeg may still read it
             errors.append(f"soundfile: {error}")
+            # libsndfile reports 0 after an MP3 error, whatever decoded: only a position it reached counts.
+            stopped_at = error.position if isinstance(error, _DecodeStopped) and error.position > 0 else None
+    noise = _noise_summary(captured.text)  # libmpg123's notes: only shown in a failure's reason
     if data is None:
         try:
             data, rate = _read_pyav(path, offset, duration)
@@ -231,25 +343,48 @@ def load(
             raise
         except Exception as error:
             errors.append(f"ffmpeg: {error}")
-            raise AudioDecodeError(path, "not a readable audio file (" + "; ".join(errors) + ")") from None
+            if declared is not None and declared.frames is not None and stopped_at is not None \
+                    and declared.frames - stopped_at > declared.tolerance:
+                raise AudioDecodeError(path, _ends_early(stopped_at, declared) + f" ({errors[0]})" + noise) from None
+            raise AudioDecodeError(path, "not a readable audio file (" + "; ".join(errors) + ")" + noise) from None
+    if declared is not None and declared.frames is not None and rate == declared.sample_rate:
+        start = int(round((offset or 0.0) * rate))
+        wanted = declared.frames if duration is None else min(declared.frames, start + int(round(duration * rate)))
+        ends = start + len(data)
+        if wanted - ends > declared.tolerance:
+            raise AudioDecodeError(path, _ends_early(ends, declared, before=len(data) == 0) + noise)
 
-    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    mono = resampling.downmix(data)
     if mono.size == 0:
         what = "no samples in the requested window" if offset else "zero audio samples"
-        raise AudioDecodeError(path, what)
+        raise AudioDecodeError(path, what + noise)
     if not np.all(np.isfinite(mono)):
         raise AudioDecodeError(path, "decoded samples contain NaN or infinity")
-    resampled = resample(mono, rate, sample_rate)
+    resampled = resample(mono, rate, sample_rate, resampler, int(round((offset or 0.0) * rate)))
     if resampled.size == 0:  # e.g. one sample at 44.1 kHz
         raise AudioDecodeError(path, f"{mono.size} sample(s) at {rate} Hz is shorter than one sample at {sample_rate} Hz")
     return resampled
 
 
-def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
-    """Mono float32 resampling with soxr's high-quality mode (identity when rates match)."""
-    audio = np.ascontiguousarray(audio, dtype=np.float32)
-    if from_rate == to_rate:
-        return audio
-    import soxr
+def _ends_early(frames: int, declared: DeclaredLength, before: bool = False) -> str:
+    """The reason for a file that decodes to ``frames`` (or, ``before``, not even to there)."""
+    return (f"ends {'before' if before else 'after'} {frames / declared.sample_rate:.2f} s of "
+            f"{declared.seconds:.2f} s (per its {declared.source}); truncated download?")
 
-    return soxr.resample(audio, from_rate, to_rate, quality="HQ").astype(np.float32, copy=False)
+
+def _declared_length(path: Path, suffix: str) -> DeclaredLength | None:
+    """The length an MP3/FLAC header declares; refuses one the file's size cannot hold."""
+    reader = {".mp3": mp3_declared_length, ".flac": flac_declared_length}.get(suffix)
+    declared = reader(path) if reader else None
+    if declared is not None and declared.frames is not None and declared.frames > declared.max_frames:
+        raise AudioDecodeError(path, f"its {declared.source} declares {declared.seconds:.1f} s but its "
+                                     f"{path.stat().st_size} bytes hold at most {declared.max_frames / declared.sample_rate:.1f} s "
+                                     "(corrupt header or truncated download?)")
+    return declared
+
+
+def resample(
+    audio: np.ndarray, from_rate: int, to_rate: int, resampler: str | None = None, start_sample: int = 0
+) -> np.ndarray:
+    """Mono float32 resampling; see :func:`maest.resample.resample` (identity when rates match)."""
+    return resampling.resample(audio, from_rate, to_rate, resampler, start_sample)

@@ -1,12 +1,15 @@
-"""Model configuration and the registry of the published MAEST architectures."""
+"""Model configuration: the architecture dataclasses' shared identity fields and ``MaestConfig``.
+
+The published weights (names, hub ids, labels) are in :mod:`maest.registry`; ``PUBLISHED``,
+``PublishedModel``, ``architecture`` and ``discogs_labels`` are still importable from here.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import json
-from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from maest import frontend
 
@@ -16,9 +19,102 @@ SEGMENT_FRAMES = {5: 312, 10: 625, 20: 1250, 30: 1875}
 TRAIN_PATCHOUT_TIME = {5: 15, 10: 30, 20: 60, 30: 90}
 
 
+class ConfigValueError(ValueError):
+    """A config field has the wrong type or an impossible value (e.g. ``"width": "64"`` or ``depth: 0``)."""
+
+
+def _check_type(owner: str, name: str, value: Any, kind: type) -> None:
+    """``value`` is a ``kind`` (ints pass as floats; bools pass only as bools)."""
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        wanted = "a finite number" if kind is float else ("an int" if kind is int else f"a {kind.__name__}")
+        raise ConfigValueError(f"{owner}.{name} must be {wanted}, got {value!r} ({type(value).__name__})")
+
+
+def _check_range(owner: str, name: str, value: float, low: float, high: float | None, low_open: bool) -> None:
+    if (value <= low if low_open else value < low) or (high is not None and value >= high):
+        bound = f"> {low}" if low_open else f">= {low}"
+        raise ConfigValueError(f"{owner}.{name} must be {bound}{f' and < {high}' if high is not None else ''}, "
+                               f"got {value!r}")
+
+
+@dataclass(kw_only=True)
+class ModelIdentity:
+    """What every network config carries besides its sizes: output labels, the frontend's
+    normalisation (part of the checkpoint contract) and a name. Shared by MaestConfig and EffNetConfig.
+
+    Subclasses list their typed fields in ``_TYPES`` and ranges in ``_POSITIVE``/``_NON_NEGATIVE``/
+    ``_FRACTIONS``; ``__post_init__`` checks them, so a bogus config.json fails when it is read.
+    """
+
+    labels: list[str] | None = None
+    norm_mean: float = frontend.DISCOGS_MEAN
+    norm_std: float = frontend.DISCOGS_STD
+    name: str = "maest"
+
+    IDENTITY_FIELDS: ClassVar[tuple[str, ...]] = ("labels", "norm_mean", "norm_std", "name")
+    _TYPES: ClassVar[dict[str, type]] = {}
+    _POSITIVE: ClassVar[tuple[str, ...]] = ()
+    _NON_NEGATIVE: ClassVar[tuple[str, ...]] = ()
+    _FRACTIONS: ClassVar[tuple[str, ...]] = ()  # in [0, 1): dropout-like rates
+
+    def __post_init__(self) -> None:
+        owner = type(self).__name__
+        types = {**self._TYPES, "norm_mean": float, "norm_std": float, "name": str}
+        for name, kind in types.items():
+            _check_type(owner, name, getattr(self, name), kind)
+        for name in self._POSITIVE + ("norm_std",):
+            _check_range(owner, name, getattr(self, name), 0, None, low_open=True)
+        for name in self._NON_NEGATIVE:
+            _check_range(owner, name, getattr(self, name), 0, None, low_open=False)
+        for name in self._FRACTIONS:
+            _check_range(owner, name, getattr(self, name), 0, 1, low_open=False)
+        labels = self.labels
+        if labels is not None:
+            if not isinstance(labels, (list, tuple)) or not all(isinstance(label, str) for label in labels):
+                raise ConfigValueError(f"{owner}.labels must be a list of strings or null")
+            classes = getattr(self, "num_classes", len(labels))
+            if len(labels) != classes:
+                raise ConfigValueError(f"{owner} has {len(labels)} labels but num_classes = {classes}")
+
+    def to_dict(self) -> dict:
+        """Plain values, identity fields last (the key order of files written before the shared base)."""
+        values = dataclasses.asdict(self)
+        identity = {name: values.pop(name) for name in self.IDENTITY_FIELDS}
+        return {**values, **identity}
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        """The config a ``to_dict`` wrote; unknown fields, wrong types and impossible sizes are refused."""
+        if not isinstance(values, dict):
+            raise ConfigValueError(f"a {cls.__name__} must be a JSON object, got {type(values).__name__}")
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+        return cls(**values)
+
+
 @dataclass
-class MaestConfig:
+class MaestConfig(ModelIdentity):
     """Every size, length and patchout knob of a MAEST transformer."""
+
+    _TYPES: ClassVar[dict[str, type]] = {
+        "depth": int, "width": int, "heads": int, "mlp_ratio": float, "qkv_bias": bool, "layer_norm_eps": float,
+        "head_norm_eps": float, "n_mels": int, "segment_frames": int, "patch_size": int, "freq_stride": int,
+        "time_stride": int, "num_classes": int, "train_patchout_freq": int, "train_patchout_time": int,
+        "drop_rate": float, "attn_drop_rate": float, "drop_path_rate": float,
+    }
+    _POSITIVE: ClassVar[tuple[str, ...]] = (
+        "depth", "width", "heads", "mlp_ratio", "layer_norm_eps", "head_norm_eps", "n_mels", "segment_frames",
+        "patch_size", "freq_stride", "time_stride", "num_classes",
+    )
+    _NON_NEGATIVE: ClassVar[tuple[str, ...]] = ("train_patchout_freq", "train_patchout_time")
+    _FRACTIONS: ClassVar[tuple[str, ...]] = ("drop_rate", "attn_drop_rate", "drop_path_rate")
 
     depth: int = 12
     width: int = 768
@@ -40,11 +136,12 @@ class MaestConfig:
     drop_rate: float = 0.0
     attn_drop_rate: float = 0.0
     drop_path_rate: float = 0.0
-    labels: list[str] | None = None
-    # Normalisation applied by the frontend before the model (part of the checkpoint contract).
-    norm_mean: float = frontend.DISCOGS_MEAN
-    norm_std: float = frontend.DISCOGS_STD
-    name: str = "maest"
+    # labels, norm_mean, norm_std, name: from ModelIdentity (keyword-only)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.width % self.heads:
+            raise ConfigValueError(f"MaestConfig.width ({self.width}) must be a multiple of heads ({self.heads})")
 
     @property
     def freq_grid(self) -> int:
@@ -67,71 +164,6 @@ class MaestConfig:
         """Patch columns the conv yields for ``frames`` input frames."""
         return (frames - self.patch_size) // self.time_stride + 1
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "MaestConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown MaestConfig fields: {sorted(unknown)}")
-        return cls(**values)
-
-
-@lru_cache(maxsize=None)
-def discogs_labels(num_classes: int) -> tuple[str, ...]:
-    """The Discogs "Genre---Style" names, in the output order of the published 400/519-class models."""
-    if num_classes not in (400, 519):
-        raise ValueError(f"no shipped Discogs label list has {num_classes} classes (400 or 519)")
-    text = resources.files("maest").joinpath(f"resources/discogs-{num_classes}-styles.json").read_text()
-    return tuple(json.loads(text))
-
-
-@dataclass(frozen=True)
-class PublishedModel:
-    """A released MAEST checkpoint: where its weights live and what architecture they need."""
-
-    name: str
-    segment_seconds: int
-    num_classes: int
-    init: str
-    hub_id: str = field(init=False)
-
-    def __post_init__(self):
-        object.__setattr__(self, "hub_id", f"mtg-upf/{self.name}")
-
-    def config(self) -> MaestConfig:
-        frames = SEGMENT_FRAMES[self.segment_seconds]
-        return MaestConfig(
-            segment_frames=frames,
-            num_classes=self.num_classes,
-            train_patchout_time=TRAIN_PATCHOUT_TIME[self.segment_seconds],
-            labels=list(discogs_labels(self.num_classes)),
-            name=self.name,
-        )
-
-
-PUBLISHED: dict[str, PublishedModel] = {
-    m.name: m
-    for m in [
-        PublishedModel("discogs-maest-5s-pw-129e", 5, 400, "passt"),
-        PublishedModel("discogs-maest-10s-fs-129e", 10, 400, "random"),
-        PublishedModel("discogs-maest-10s-pw-129e", 10, 400, "passt"),
-        PublishedModel("discogs-maest-10s-dw-75e", 10, 400, "deit"),
-        PublishedModel("discogs-maest-20s-pw-129e", 20, 400, "passt"),
-        PublishedModel("discogs-maest-30s-pw-129e", 30, 400, "passt"),
-        PublishedModel("discogs-maest-30s-pw-73e-ts", 30, 400, "passt"),
-        PublishedModel("discogs-maest-30s-pw-129e-519l", 30, 519, "passt"),
-    ]
-}
-
-
-def architecture(name: str) -> MaestConfig:
-    """Config of a published architecture by name (e.g. ``discogs-maest-30s-pw-129e``)."""
-    if name not in PUBLISHED:
-        raise KeyError(f"unknown MAEST architecture {name!r}; known: {', '.join(PUBLISHED)}")
-    return PUBLISHED[name].config()
 
 
 def for_segment(seconds: int, num_classes: int = 400, **overrides) -> MaestConfig:
@@ -142,3 +174,15 @@ def for_segment(seconds: int, num_classes: int = 400, **overrides) -> MaestConfi
                   train_patchout_time=TRAIN_PATCHOUT_TIME[seconds])
     values.update(overrides)
     return MaestConfig(**values)
+
+
+_MOVED_TO_REGISTRY = ("PUBLISHED", "PublishedModel", "architecture", "discogs_labels")
+
+
+def __getattr__(name: str) -> Any:
+    """The published-weights names moved to :mod:`maest.registry`; imported lazily (it imports this module)."""
+    if name in _MOVED_TO_REGISTRY:
+        from maest import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module 'maest.configs' has no attribute {name!r}")

@@ -6,21 +6,20 @@ dropout and a linear multi-label head. The input is one channel: a ``(B, n_mels,
 
 ``forward_features(mel)`` gives the penultimate-layer embedding ``(B, 1280)`` (pooled head conv,
 before dropout and the classifier) — the vector to expose as EffNet embeddings.
+
+Saving and loading live in :mod:`maest.checkpoints.effnet` (the native format, ``"type": "effnet"``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-import os
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from maest import frontend
+from maest.configs import ModelIdentity
 
 # (expand ratio, kernel, stride, output channels, repeats) of EfficientNet-B0's seven stages.
 B0_STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
@@ -33,8 +32,15 @@ BN_MOMENTUM = 0.01
 
 
 @dataclass
-class EffNetConfig:
+class EffNetConfig(ModelIdentity):
     """EfficientNet-B0 adapted to mel input; ``width_mult``/``depth_mult`` scale it (1.0 = B0)."""
+
+    _TYPES: ClassVar[dict[str, type]] = {
+        "n_mels": int, "segment_frames": int, "num_classes": int, "width_mult": float, "depth_mult": float,
+        "dropout": float, "drop_path_rate": float,
+    }
+    _POSITIVE: ClassVar[tuple[str, ...]] = ("n_mels", "segment_frames", "num_classes", "width_mult", "depth_mult")
+    _FRACTIONS: ClassVar[tuple[str, ...]] = ("dropout", "drop_path_rate")
 
     n_mels: int = 96
     # Training crop; Essentia's discogs-effnet takes 128-frame (about 2 s) patches.
@@ -44,24 +50,12 @@ class EffNetConfig:
     depth_mult: float = 1.0
     dropout: float = 0.2
     drop_path_rate: float = 0.2
-    labels: list[str] | None = None
-    norm_mean: float = frontend.DISCOGS_MEAN
-    norm_std: float = frontend.DISCOGS_STD
-    name: str = "effnet-b0"
+    # labels, norm_mean, norm_std: from ModelIdentity (keyword-only); only the name's default differs
+    name: str = field(default="effnet-b0", kw_only=True)
 
     @property
     def embedding_dim(self) -> int:
         return round_channels(HEAD_CHANNELS, self.width_mult)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "EffNetConfig":
-        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown EffNetConfig fields: {sorted(unknown)}")
-        return cls(**values)
 
 
 def round_channels(channels: int, width_mult: float, divisor: int = 8) -> int:
@@ -168,41 +162,13 @@ class EffNet(nn.Module):
         return self.classifier(self.dropout(self.forward_features(mel)))
 
 
-class EffNetCheckpointError(ValueError):
-    """A file is not an EffNet checkpoint written by :func:`save_effnet`."""
+_MOVED_TO_CHECKPOINTS = ("EffNetCheckpointError", "save_effnet", "load_effnet", "is_effnet")
 
 
-def save_effnet(model: EffNet, path: str | os.PathLike) -> Path:
-    """Write weights + config to a ``.safetensors`` file (config in its metadata); nothing pickled."""
-    from safetensors.torch import save_file
+def __getattr__(name: str):
+    """Saving and loading moved to :mod:`maest.checkpoints.effnet`; imported lazily (it imports this module)."""
+    if name in _MOVED_TO_CHECKPOINTS:
+        from maest.checkpoints import effnet as io
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(path), metadata={"maest-effnet": json.dumps(model.config.to_dict())})
-    return path
-
-
-def is_effnet(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a ``.safetensors`` file written by :func:`save_effnet`."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if path.suffix != ".safetensors" or not path.is_file():
-        return False
-    with safe_open(str(path), framework="pt") as f:
-        return "maest-effnet" in (f.metadata() or {})
-
-
-def load_effnet(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> EffNet:
-    """Load a file written by :func:`save_effnet`."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
-    if "maest-effnet" not in metadata:
-        raise EffNetCheckpointError(f"{path} is not an EffNet checkpoint written by maest (no 'maest-effnet' metadata)")
-    model = EffNet(EffNetConfig.from_dict(json.loads(metadata["maest-effnet"])))
-    model.load_state_dict(load_file(str(path), device=str(map_location)), strict=True)
-    return model
+        return getattr(io, name)
+    raise AttributeError(f"module 'maest.effnet' has no attribute {name!r}")

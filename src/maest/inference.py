@@ -13,8 +13,8 @@ the matrix kernels, ~1e-6).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -24,16 +24,25 @@ import torch
 
 from maest import audio as audio_io
 from maest import frontend, streaming
+from maest.batching import RunBatch, SegmentBatcher, TrackResult
 from maest.configs import MaestConfig, discogs_labels
+from maest.decode import TrackMel
 from maest.effnet import EffNet
 from maest.model import TOKEN_NAMES, Maest, pool_tokens
-from maest.segments import CROPS, Segments, gather_segments, hop_frames, segment_starts
+from maest.segments import CROPS, hop_frames
+
+__all__ = ["DeviceUnavailableError", "EmbedOptions", "InputAudioError", "MaestPipeline", "TrackResult",
+           "load_model", "model_labels", "resolve_device", "top_labels"]
 
 Mode = Literal["embed", "tag"]
 
 
 class InputAudioError(ValueError):
     """A waveform passed to the API is not a 1-D float array of samples."""
+
+
+class DeviceUnavailableError(ValueError):
+    """The requested device does not exist in this torch build or on this machine."""
 
 
 @dataclass(frozen=True)
@@ -62,123 +71,6 @@ class EmbedOptions:
             raise ValueError(f"crop must be one of {CROPS}, got {self.crop!r}")
 
 
-@dataclass
-class TrackResult:
-    """Per-segment outputs of one track (embeddings or probabilities) and where segments start."""
-
-    outputs: np.ndarray  # (segments, dim) float32
-    start_seconds: np.ndarray  # (segments,) float64
-    duration: float = 0.0
-
-    @property
-    def track(self) -> np.ndarray:
-        """Track-level output: the mean over segments (the paper's protocol)."""
-        return self.outputs.mean(axis=0, dtype=np.float64).astype(np.float32)
-
-
-@dataclass
-class _Track:
-    key: Any
-    mel: torch.Tensor | None
-    segments: Segments
-    duration: float
-    outputs: np.ndarray | None = None
-    remaining: int = 0
-
-
-@dataclass
-class _Piece:
-    track: _Track
-    lo: int
-    hi: int
-
-
-class SegmentRunner:
-    """Batches the segments of many tracks through the model; yields tracks as they complete.
-
-    Segments are grouped by length (full-length ones together; each short track's length on its
-    own), so a batch never needs padding.
-    """
-
-    def __init__(self, pipeline: "MaestPipeline", mode: Mode, options: EmbedOptions, batch_size: int = 8,
-                 max_pending_tracks: int | None = None):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if mode not in ("embed", "tag"):
-            raise ValueError(f"mode must be 'embed' or 'tag', got {mode!r}")
-        pipeline.check_options(options)
-        self.pipeline = pipeline
-        self.mode = mode
-        self.options = options
-        self.batch_size = batch_size
-        self.max_pending_tracks = max_pending_tracks or max(16, 2 * batch_size)
-        self.queues: OrderedDict[int, deque[_Piece]] = OrderedDict()
-        self.queued: dict[int, int] = {}
-        self.pending_tracks = 0
-        self._done: list[tuple[Any, TrackResult]] = []
-
-    def add(self, key: Any, mel: torch.Tensor, duration: float) -> list[tuple[Any, TrackResult]]:
-        """Queue a track's mel ``(n_mels, frames)``; returns the tracks completed meanwhile."""
-        config = self.pipeline.config
-        if mel.shape[-1] < self.pipeline.min_frames:
-            raise ValueError(f"a track needs at least {self.pipeline.min_frames} mel frames, got {mel.shape[-1]}")
-        segments = segment_starts(mel.shape[-1], config.segment_frames, self.options.overlap, self.options.crop)
-        track = _Track(key, mel, segments, duration, remaining=len(segments))
-        self.queues.setdefault(segments.frames, deque()).append(_Piece(track, 0, len(segments)))
-        self.queued[segments.frames] = self.queued.get(segments.frames, 0) + len(segments)
-        self.pending_tracks += 1
-        while True:
-            full = [length for length, count in self.queued.items() if count >= self.batch_size]
-            if full:
-                self._run(full[0])
-            elif self.pending_tracks > self.max_pending_tracks:
-                # Bound memory: run the queue holding the most segments even if its batch is short.
-                self._run(max(self.queued, key=self.queued.__getitem__))
-            else:
-                break
-        return self._take_done()
-
-    def finish(self) -> list[tuple[Any, TrackResult]]:
-        """Run every queued segment; returns the tracks completed."""
-        while self.queued:
-            self._run(next(iter(self.queued)))
-        return self._take_done()
-
-    def _take_done(self) -> list[tuple[Any, TrackResult]]:
-        done, self._done = self._done, []
-        return done
-
-    def _run(self, length: int) -> None:
-        queue = self.queues[length]
-        pieces: list[_Piece] = []
-        taken = 0
-        while queue and taken < self.batch_size:
-            piece = queue[0]
-            count = min(piece.hi - piece.lo, self.batch_size - taken)
-            pieces.append(_Piece(piece.track, piece.lo, piece.lo + count))
-            piece.lo += count
-            taken += count
-            if piece.lo == piece.hi:
-                queue.popleft()
-        self.queued[length] -= taken
-        if not queue:
-            del self.queues[length], self.queued[length]
-        mel = torch.cat([gather_segments(p.track.mel, p.track.segments.starts[p.lo : p.hi], length) for p in pieces])
-        outputs = self.pipeline.run_segments(mel, self.mode, self.options)
-        offset = 0
-        for piece in pieces:
-            track = piece.track
-            if track.outputs is None:
-                track.outputs = np.empty((len(track.segments), outputs.shape[1]), np.float32)
-            track.outputs[piece.lo : piece.hi] = outputs[offset : offset + piece.hi - piece.lo]
-            offset += piece.hi - piece.lo
-            track.remaining -= piece.hi - piece.lo
-            if track.remaining == 0:
-                track.mel = None  # free the mel as soon as its last segment ran
-                self.pending_tracks -= 1
-                self._done.append((track.key, TrackResult(track.outputs, track.segments.start_seconds, track.duration)))
-
-
 class MaestPipeline:
     """A loaded model on a device, with the frontend: call :meth:`embed` or :meth:`tag` on tracks.
 
@@ -188,16 +80,26 @@ class MaestPipeline:
 
     def __init__(self, model: Maest | EffNet, device: str | torch.device | None = None, batch_size: int = 8,
                  chunk_seconds: int = 60):
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
         self.config: MaestConfig = model.config
         self.is_effnet = isinstance(model, EffNet)
         # Shortest input the model takes: one patch for MAEST; EffNet pools any size, 16 for symmetry.
         self.min_frames = 16 if self.is_effnet else self.config.patch_size
-        self.frontend = frontend.MelFrontend(mean=self.config.norm_mean, std=self.config.norm_std)
+        # The file decoder (picklable: extraction hands it to worker processes); its frontend is ours.
+        self.decoder = TrackMel(self.config.norm_mean, self.config.norm_std, self.min_frames, chunk_seconds)
+        self.frontend = self.decoder.frontend
         self.batch_size = batch_size
-        self.chunk_seconds = chunk_seconds
         self.labels = model_labels(self.config)
+
+    @property
+    def chunk_seconds(self) -> int:
+        """Seconds of audio decoded at a time (memory bound of the whole-track mel)."""
+        return self.decoder.chunk_seconds
+
+    @chunk_seconds.setter
+    def chunk_seconds(self, value: int) -> None:
+        self.decoder.chunk_seconds = value
 
     def check_options(self, options: EmbedOptions) -> None:
         """Fail before any decoding when the options do not fit this model."""
@@ -223,9 +125,8 @@ class MaestPipeline:
         default; other rates are resampled). Audio shorter than one patch (16 frames, 0.24 s) is
         padded with silence to one patch.
         """
-        patch = self.min_frames
         if isinstance(audio, (str, os.PathLike)):
-            return streaming.file_mel(audio, self.frontend, patch, self.chunk_seconds)
+            return tuple(self.decoder(audio))  # type: ignore[return-value]
         waveform = np.asarray(audio)
         if waveform.ndim != 1 or not np.issubdtype(waveform.dtype, np.floating):
             raise InputAudioError(
@@ -240,28 +141,74 @@ class MaestPipeline:
         if waveform.size == 0:  # e.g. one sample at 44.1 kHz
             raise InputAudioError(f"the waveform is shorter than one sample at {frontend.SAMPLE_RATE} Hz")
         blocks = streaming.waveform_blocks(waveform, self.chunk_seconds)
-        mel, _ = streaming.track_mel(blocks, self.frontend, patch, expected_samples=len(waveform))
+        mel, _ = streaming.track_mel(blocks, self.frontend, self.min_frames, expected_samples=len(waveform))
         return mel, len(waveform) / frontend.SAMPLE_RATE
 
-    # -- segments -> outputs ----------------------------------------------------------------
-    def run_segments(self, mel: torch.Tensor, mode: Mode, options: EmbedOptions) -> np.ndarray:
-        """``(batch, 96, frames)`` segments -> ``(batch, dim)`` float32 embeddings or probabilities.
+    # -- segments -> outputs: each job is a ``run_batch`` callable for :class:`SegmentBatcher` --
+    def embedder(self, options: EmbedOptions) -> RunBatch:
+        """Segments -> embeddings: ``options.tokens`` pooled after ``options.blocks`` blocks (early exit)."""
+        self.check_options(options)
+        return functools.partial(self._embed_batch, options)
 
-        Embeddings run only ``options.blocks`` blocks (early exit); tags run them all.
+    def tagger(self, options: EmbedOptions) -> RunBatch:
+        """Segments -> class probabilities (all blocks, the head, sigmoid)."""
+        self.check_options(options)
+        return functools.partial(self._tag_batch, options)
+
+    def block_features(self, blocks: Sequence[int], options: EmbedOptions) -> RunBatch:
+        """Segments -> cls, dist, avg after each of ``blocks`` (sorted, 0: the embedding), from one pass.
+
+        Output ``(batch, len(blocks) * 3 * width)``: block-major, then the tokens in :data:`TOKEN_NAMES` order.
         """
+        if self.is_effnet:
+            raise ValueError("per-block features apply to MAEST models only, not to EffNet")
+        depth = self.config.depth
+        if not blocks or any(not 0 <= b <= depth for b in blocks):
+            raise ValueError(f"blocks must be in 0..{depth}, got {list(blocks)}")
+        self.check_options(options)
+        return functools.partial(self._block_batch, sorted(set(int(b) for b in blocks)), options)
+
+    def runner(self, mode: Mode, options: EmbedOptions) -> RunBatch:
+        """:meth:`embedder` or :meth:`tagger` by name."""
+        if mode == "embed":
+            return self.embedder(options)
+        if mode == "tag":
+            return self.tagger(options)
+        raise ValueError(f"mode must be 'embed' or 'tag', got {mode!r}")
+
+    def batcher(self, run_batch: RunBatch, options: EmbedOptions, batch_size: int | None = None) -> SegmentBatcher:
+        """A :class:`SegmentBatcher` cutting this model's segments (length, overlap, crop) for ``run_batch``."""
+        return SegmentBatcher(run_batch, self.config.segment_frames, min_frames=self.min_frames, overlap=options.overlap,
+                              crop=options.crop, batch_size=batch_size or self.batch_size)
+
+    def _embed_batch(self, options: EmbedOptions, mel: torch.Tensor) -> np.ndarray:
         mel = mel.to(self.device, non_blocking=True).contiguous()
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self.autocast():
             if self.is_effnet:
-                out = self.model.forward_features(mel) if mode == "embed" else torch.sigmoid(self.model(mel).float())
-            elif mode == "embed":
+                out = self.model.forward_features(mel)
+            else:
                 tokens = self.model.forward_features(mel, options.blocks, options.patchout_time, options.patchout_freq)
                 out = pool_tokens(tokens, options.tokens)
+        return out.float().cpu().numpy()
+
+    def _tag_batch(self, options: EmbedOptions, mel: torch.Tensor) -> np.ndarray:
+        mel = mel.to(self.device, non_blocking=True).contiguous()
+        with torch.inference_mode(), self.autocast():
+            if self.is_effnet:
+                out = torch.sigmoid(self.model(mel).float())
             else:
                 tokens = self.model.forward_features(mel, None, options.patchout_time, options.patchout_freq)
                 out = torch.sigmoid(self.model.head(self.model.head_features(tokens)).float())
         return out.float().cpu().numpy()
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
+    def _block_batch(self, blocks: list[int], options: EmbedOptions, mel: torch.Tensor) -> np.ndarray:
+        mel = mel.to(self.device, non_blocking=True).contiguous()
+        with torch.inference_mode(), self.autocast():
+            tokens = self.model.forward_intermediates(mel, blocks, options.patchout_time, options.patchout_freq)
+            pooled = [pool_tokens(x, TOKEN_NAMES).float() for x in tokens]
+        return torch.stack(pooled, dim=1).flatten(1).cpu().numpy()
+
+    def autocast(self) -> contextlib.AbstractContextManager:
         """bf16 (or fp16 where bf16 is unsupported) autocast on CUDA; full precision elsewhere."""
         if self.device.type != "cuda":
             return contextlib.nullcontext()
@@ -271,10 +218,7 @@ class MaestPipeline:
     def run_tracks(self, tracks: Iterable[tuple[Any, torch.Tensor, float]], mode: Mode, options: EmbedOptions,
                    batch_size: int | None = None) -> Iterator[tuple[Any, TrackResult]]:
         """``(key, mel, duration)`` tracks -> ``(key, result)`` as each completes, batching across tracks."""
-        runner = SegmentRunner(self, mode, options, batch_size or self.batch_size)
-        for key, mel, duration in tracks:
-            yield from runner.add(key, mel, duration)
-        yield from runner.finish()
+        return self.batcher(self.runner(mode, options), options, batch_size).run(tracks)
 
     def _one(self, audio, mode: Mode, options: EmbedOptions, sample_rate: int, batch_size: int | None) -> TrackResult:
         mel, duration = self.mel(audio, sample_rate)
@@ -337,28 +281,45 @@ def model_labels(config: MaestConfig) -> list[str]:
     return [f"class_{i}" for i in range(config.num_classes)]
 
 
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The device to run on: ``None`` is CUDA if available, else the CPU; an unusable one fails clearly.
+
+    Asking for CUDA on a torch without it raises :class:`DeviceUnavailableError` here, rather than
+    a traceback from deep inside torch at the first ``.to()``.
+    """
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise DeviceUnavailableError(f"unknown device {device!r} ({error}); use cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("built without CUDA" if torch.version.cuda is None
+                   else f"built for CUDA {torch.version.cuda}, but no usable GPU or driver was found")
+            raise DeviceUnavailableError(f"CUDA is not available in this torch build (torch {torch.__version__}, {why}); "
+                                         "use --device cpu")
+        count = torch.cuda.device_count()
+        if resolved.index is not None and resolved.index >= count:
+            raise DeviceUnavailableError(f"there is no CUDA device {resolved.index} (this machine has {count}); "
+                                         f"use --device cuda:0 .. cuda:{count - 1}")
+    return resolved
+
+
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """CUDA if available, else the CPU."""
+    return resolve_device(None)
 
 
 def load_model(name_or_path: str | os.PathLike | Maest | EffNet, device: str | torch.device | None = None,
                batch_size: int = 8) -> MaestPipeline:
-    """A :class:`MaestPipeline` for a registry name, hub id or local checkpoint (``device=None``: CUDA if available)."""
+    """A :class:`MaestPipeline` for a registry name, hub id or local checkpoint (``device=None``: CUDA if available).
+
+    The device is checked before any checkpoint is read or downloaded.
+    """
+    device = resolve_device(device)
     if isinstance(name_or_path, (Maest, EffNet)):
         return MaestPipeline(name_or_path, device, batch_size)
-    from maest import checkpoints
+    from maest.checkpoints import load_checkpoint
 
-    load_checkpoint = getattr(checkpoints, "load_checkpoint", None)
-    if load_checkpoint is not None:
-        model = load_checkpoint(name_or_path, map_location="cpu")
-    else:  # only maest's native format is readable without the converters
-        model = checkpoints.load_native(name_or_path, map_location="cpu")
-    return MaestPipeline(model, device, batch_size)
-
-
-def __getattr__(name: str):
-    if name in ("extract", "tag_files", "ExtractSummary"):  # lazy: extraction imports this module
-        from maest import extraction
-
-        return getattr(extraction, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return MaestPipeline(load_checkpoint(name_or_path, map_location="cpu"), device, batch_size)

@@ -236,6 +236,30 @@ class Maest(nn.Module):
         return x
 
     # -- token sequence -> outputs ------------------------------------------------------------
+    def forward_intermediates(
+        self,
+        mel: torch.Tensor,
+        blocks: Sequence[int],
+        patchout_time: int = 1,
+        patchout_freq: Sequence[int] = (),
+    ) -> list[torch.Tensor]:
+        """Tokens after each of ``blocks`` (0: after the embedding), in the order asked, no final norm.
+
+        One pass that stops at the deepest requested block (timm's ``forward_intermediates``), so a
+        block sweep costs one forward, not one per block. The only walker over the blocks.
+        """
+        depth = self.config.depth
+        wanted = [int(b) for b in blocks]
+        if not wanted or any(not 0 <= b <= depth for b in wanted):
+            raise ValueError(f"blocks must be in 0..{depth}, got {list(blocks)}")
+        x = self.embed(mel, patchout_time, patchout_freq)
+        taken = {0: x} if 0 in wanted else {}  # only requested ones are kept: no extra activations held
+        for index, block in enumerate(self.blocks[: max(wanted)], start=1):
+            x = block(x)
+            if index in wanted:
+                taken[index] = x
+        return [taken[b] for b in wanted]
+
     def forward_features(
         self,
         mel: torch.Tensor,
@@ -252,19 +276,48 @@ class Maest(nn.Module):
         blocks = depth if blocks is None else blocks
         if not 0 <= blocks <= depth:
             raise ValueError(f"blocks must be in 0..{depth}, got {blocks}")
-        x = self.embed(mel, patchout_time, patchout_freq)
-        for block in self.blocks[:blocks]:
-            x = block(x)
-        return x
+        return self.forward_intermediates(mel, [blocks], patchout_time, patchout_freq)[0]
 
     def head_features(self, tokens: torch.Tensor) -> torch.Tensor:
         """Final norm, then the mean of the cls and dist tokens: the input of the classifier."""
         x = self.norm(tokens)
         return (x[:, 0] + x[:, 1]) / 2
 
+    def token_logits(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits of the cls token (``head``) and of the dist token (``head_dist``), after the final norm.
+
+        Teacher-student training fits these separately (the original code's "separated" heads);
+        ``forward`` keeps the published output, ``head`` on the mean of both tokens.
+        """
+        x = self.norm(tokens)
+        return self.head(x[:, 0]), self.head_dist(x[:, 1])
+
     def forward(self, mel: torch.Tensor, patchout_time: int = 1, patchout_freq: Sequence[int] = ()) -> torch.Tensor:
         """Logits ``(B, num_classes)``; probabilities are their sigmoid."""
         return self.head(self.head_features(self.forward_features(mel, None, patchout_time, patchout_freq)))
+
+
+def parse_tokens(spec: str | Sequence[str]) -> tuple[str, ...]:
+    """Token names, in order, from the one token syntax every command and function accepts.
+
+    Comma-separated parts, each a name (``cls``, ``dist``, ``avg``) or a run of their first letters
+    (``c``, ``d``, ``a``): ``"cls,dist,avg"``, ``"c,d,a"``, ``"cda"`` and ``("cls", "dist", "avg")``
+    are the same stack. Names never consist of those letters only, so no spelling is ambiguous.
+    """
+    letters = {name[0]: name for name in TOKEN_NAMES}
+    error = ValueError(f"unknown token spec {spec!r}; use letters c/d/a (e.g. 'cda') or names {TOKEN_NAMES}")
+    parts = [p.strip() for p in spec.split(",") if p.strip()] if isinstance(spec, str) else list(spec)
+    names: list[str] = []
+    for part in parts:
+        if isinstance(part, str) and part in TOKEN_NAMES:
+            names.append(part)
+        elif isinstance(part, str) and part and set(part) <= letters.keys():
+            names.extend(letters[letter] for letter in part)
+        else:
+            raise error
+    if not names:
+        raise error
+    return tuple(names)
 
 
 def pool_tokens(tokens: torch.Tensor, names: Sequence[str] = TOKEN_NAMES) -> torch.Tensor:

@@ -1,12 +1,16 @@
-"""Reading and writing MAEST weights in every published format.
+"""Reading and writing MAEST (and EffNet-B0 baseline) weights in every published format.
 
 One module per foreign format, each a pure ``state_dict -> state_dict`` converter (``official``,
-``hf``, ``deit``, ``passt``); ``native`` is maest's own safetensors + JSON format. Format detection
-lives here, in ``load_checkpoint``, and nowhere else.
+``hf``, ``deit``, ``passt``); ``native`` is maest's own safetensors + JSON format for both network
+types (``effnet`` is its EffNet-only face). Every failure is a :class:`CheckpointError` (``errors``).
+Format detection lives here, in ``load_checkpoint``, and nowhere else; how a model string is
+resolved (registry name, local path, hub id, ``local:``/``hf-hub:`` prefixes) is in
+:mod:`maest.registry`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,26 +18,36 @@ from pathlib import Path
 import torch
 
 from maest.checkpoints.deit import deit_to_maest
+from maest.checkpoints.effnet import is_effnet, load_effnet, save_effnet
+from maest.checkpoints.errors import CheckpointError, EffNetCheckpointError
+from maest.checkpoints.export import export  # noqa: F401  (maest.checkpoints.export(model, path, to=...))
 from maest.checkpoints.files import only_tensors, read_file, unwrap
 from maest.checkpoints.hf import export_hf, is_hf, load_hf
-from maest.checkpoints.native import CheckpointError, is_native, load_native, load_state_dict_strict, save_native
+from maest.checkpoints.native import is_native, load_native, load_state_dict_strict, save_native
+from maest.checkpoints.networks import Network
 from maest.checkpoints.official import load_official, save_official, select_network
 from maest.checkpoints.onnx import export_onnx
 from maest.checkpoints.passt import passt_to_maest
-from maest.configs import PUBLISHED, MaestConfig
+from maest.configs import MaestConfig
 from maest.model import Maest
+from maest.registry import PUBLISHED, cache_dir, cached_path, parse_model_name
 
 __all__ = [
     "CheckpointError",
+    "EffNetCheckpointError",
+    "Network",
     "cache_dir",
     "export_hf",
     "export_onnx",
     "init_from_deit",
     "init_from_passt",
+    "is_effnet",
     "load_checkpoint",
+    "load_effnet",
     "load_hf",
     "load_native",
     "load_official",
+    "save_effnet",
     "save_native",
     "save_official",
 ]
@@ -42,27 +56,28 @@ HUB_FILES = ["config.json", "model.safetensors", "pytorch_model.bin"]
 TORCH_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
 
-def cache_dir() -> Path:
-    """Where published weights are looked for: ``$MAEST_HOME``, else ``~/.cache/maest``."""
-    return Path(os.environ.get("MAEST_HOME") or Path.home() / ".cache" / "maest")
-
-
 def load_checkpoint(
     name_or_path: str | os.PathLike, *, swa: bool = True, map_location: str | torch.device = "cpu"
-) -> Maest:
-    """A Maest from a published name, a local file/folder in any supported format, or a hub id.
+) -> Network:
+    """A Maest (or an EffNet baseline) from a published name, a local file/folder in any supported
+    format, or a hub id; see :mod:`maest.registry` for the order, and ``local:``/``hf-hub:`` prefixes.
 
-    Local formats: native (folder or .safetensors), Hugging Face AST folder, original MAEST
-    .ckpt/.pt/.pth (plain or Lightning; ``swa`` picks the SWA copy when there is one). An EffNet-B0
-    baseline file exported by ``maest train`` loads too (as an ``EffNet``, not a ``Maest``).
+    Local formats: native (folder or .safetensors; MAEST or EffNet), Hugging Face AST folder, original
+    MAEST .ckpt/.pt/.pth (plain or Lightning; ``swa`` picks the SWA copy when there is one; a
+    ``maest train`` checkpoint of the EffNet baseline gives an ``EffNet``). Any failure is one
+    :class:`CheckpointError` naming the file and what is wrong.
     """
-    path = Path(name_or_path)
-    if path.exists():
+    source, name = parse_model_name(name_or_path)
+    if source == "local":
+        path = Path(name)
+        if not path.exists():
+            raise CheckpointError(f"no checkpoint at {path} (a local: path must exist)")
         return _load_path(path, swa, map_location)
-    name = str(name_or_path)
-    if name in PUBLISHED:
+    if source == "registry":
         return _load_published(name, swa, map_location)
-    if name.count("/") == 1 and not name.startswith((".", "/")):
+    if source == "hub":
+        if name.count("/") != 1 or name.startswith("/") or name.endswith("/"):
+            raise CheckpointError(f"{name_or_path!r}: a hub id has the form OWNER/NAME")
         folder = _download(name, cache_dir() / name.replace("/", "--"))
         if folder is None:
             raise CheckpointError(f"{name!r} is not a local path and the Hugging Face hub is not reachable "
@@ -71,11 +86,11 @@ def load_checkpoint(
     raise CheckpointError(f"no checkpoint at {name!r}; published names: {', '.join(PUBLISHED)}")
 
 
-def _load_published(name: str, swa: bool, map_location: str | torch.device) -> Maest:
+def _load_published(name: str, swa: bool, map_location: str | torch.device) -> Network:
     target = cache_dir() / name
-    for candidate in [target] + [target.with_name(name + s) for s in (".safetensors", *TORCH_SUFFIXES)]:
-        if candidate.exists():
-            return _with_registry_names(_load_path(candidate, swa, map_location), name)
+    cached = cached_path(name)
+    if cached is not None:
+        return _with_registry_names(_load_path(cached, swa, map_location), name)
     hub_id = PUBLISHED[name].hub_id
     how = (f"Download config.json and model.safetensors (or pytorch_model.bin) from "
            f"https://huggingface.co/{hub_id} into {target}/ (or set MAEST_HOME to the folder that holds {name}/)")
@@ -91,7 +106,7 @@ def _load_published(name: str, swa: bool, map_location: str | torch.device) -> M
     return _with_registry_names(_load_path(folder, swa, map_location), name)
 
 
-def _with_registry_names(model: Maest, name: str) -> Maest:
+def _with_registry_names(model: Network, name: str) -> Network:
     model.config.name = name
     if model.config.labels is None:
         model.config.labels = PUBLISHED[name].config().labels
@@ -118,12 +133,10 @@ def _download(hub_id: str, target: Path) -> Path | None:
         raise CheckpointError(f"could not download {hub_id} from the Hugging Face hub: {error}") from error
 
 
-def _load_path(path: Path, swa: bool, map_location: str | torch.device) -> Maest:
-    from maest.effnet import is_effnet, load_effnet
-
-    if is_effnet(path):  # the EffNet-B0 baseline trained by maest (same embed/tag API)
-        return load_effnet(path, map_location)
-    if is_native(path):
+def _load_path(path: Path, swa: bool, map_location: str | torch.device) -> Network:
+    if path.is_dir() and (path / "config.json").is_file():
+        _check_json(path / "config.json")
+    if is_native(path):  # MAEST or the EffNet-B0 baseline trained by maest (same embed/tag API)
         return load_native(path, map_location)
     if is_hf(path):
         return load_hf(path, map_location)
@@ -133,6 +146,14 @@ def _load_path(path: Path, swa: bool, map_location: str | torch.device) -> Maest
         f"{path}: unrecognised checkpoint; expected a maest folder/.safetensors, a Hugging Face AST folder "
         f"or an original MAEST .ckpt/.pt/.pth file"
     )
+
+
+def _check_json(path: Path) -> None:
+    """A folder's config.json must parse: otherwise say so, rather than "unrecognised checkpoint"."""
+    try:
+        json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path} is not valid JSON ({error}); the file is damaged") from error
 
 
 def _read_state(source: Mapping[str, torch.Tensor] | str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from maest.checkpoints.native import CheckpointError
+from maest.checkpoints.errors import CheckpointError
 from maest.checkpoints.posenc import mean_separable, resize_grid
 from maest.configs import MaestConfig
 

@@ -17,7 +17,8 @@ from typing import Literal
 import torch
 
 from maest.checkpoints.files import only_tensors, read_file
-from maest.checkpoints.native import CheckpointError, load_state_dict_strict
+from maest.checkpoints.errors import CheckpointError
+from maest.checkpoints.native import load_state_dict_strict
 from maest.checkpoints.posenc import NotSeparableError, split_separable
 from maest.configs import SEGMENT_FRAMES, TRAIN_PATCHOUT_TIME, MaestConfig
 from maest.model import Maest
@@ -216,13 +217,23 @@ def is_hf(path: str | os.PathLike) -> bool:
         return False
 
 
+def _read_config(path: Path) -> dict:
+    try:
+        hf = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path} is not valid JSON ({error})") from error
+    if not isinstance(hf, dict):
+        raise CheckpointError(f"{path} holds a JSON {type(hf).__name__}, not an AST config object")
+    return hf
+
+
 def load_hf(path: str | os.PathLike, map_location: str | torch.device = "cpu", rtol: float = 1e-5) -> Maest:
     """A Maest from a local AST folder (config.json + model.safetensors or pytorch_model.bin)."""
     path = Path(path)
     folder = path if path.is_dir() else path.parent
     if not (folder / CONFIG_FILE).is_file():
         raise CheckpointError(f"{folder} has no {CONFIG_FILE}; an AST checkpoint needs its config")
-    hf = json.loads((folder / CONFIG_FILE).read_text())
+    hf = _read_config(folder / CONFIG_FILE)
     if hf.get("model_type") != MODEL_TYPE:
         raise CheckpointError(f"{folder / CONFIG_FILE}: model_type {hf.get('model_type')!r}, expected {MODEL_TYPE!r}")
     if path.is_dir():
@@ -231,7 +242,11 @@ def load_hf(path: str | os.PathLike, map_location: str | torch.device = "cpu", r
             raise CheckpointError(f"{folder} has none of {WEIGHT_FILES}")
     else:
         weights = path
-    config = config_from_hf(hf)
+    try:
+        config = config_from_hf(hf)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as error:  # ConfigValueError is a ValueError
+        what = f"missing field {error}" if isinstance(error, KeyError) else str(error)
+        raise CheckpointError(f"{folder / CONFIG_FILE}: not a valid AST config: {what}") from error
     state = hf_to_maest(only_tensors(read_file(weights, map_location), str(weights)), config, rtol)
     model = Maest(config, grid_pos_embed="grid_pos_embed" in state)
     load_state_dict_strict(model, state, str(weights))

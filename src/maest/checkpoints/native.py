@@ -1,56 +1,67 @@
 """maest's own format: ``model.safetensors`` + ``config.json`` in a folder (or one .safetensors file
-whose metadata holds the config). Round-trips exactly; nothing is unpickled."""
+whose metadata holds the config). Round-trips exactly; nothing is unpickled.
+
+The description records the network's ``"type"`` (``"maest"`` or ``"effnet"``), so one reader builds
+either. Files written before the type was recorded still load: MAEST folders/files without a type
+are ``"maest"``, and the EffNet baseline's older single files (``"maest-effnet"`` metadata) are read
+as ``"effnet"``.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
 
 from maest import frontend
-from maest.configs import MaestConfig
-from maest.model import Maest
+from maest.checkpoints.errors import CheckpointError  # noqa: F401  (also importable from here, as before)
+from maest.checkpoints.files import load_safetensors, safetensors_metadata
+from maest.checkpoints.networks import Network, network_from_config, network_type
 
 FORMAT_NAME = "maest"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+METADATA_KEY = "maest"  # single-file form: the description, in the safetensors metadata
+LEGACY_EFFNET_KEY = "maest-effnet"  # EffNet single files written before the "type" field: the bare config
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, malformed, or does not match the architecture it claims."""
-
-
-def _describe(model: Maest) -> dict:
-    return {
+def describe(model: Network) -> dict:
+    """The JSON description of ``model`` stored beside its weights."""
+    description: dict[str, Any] = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
+        "type": network_type(model),
         "config": model.config.to_dict(),
-        "grid_pos_embed": model.has_grid_pos_embed,
-        "frontend": {
-            "version": frontend.FRONTEND_VERSION,
-            "sample_rate": frontend.SAMPLE_RATE,
-            "frame_size": frontend.FRAME_SIZE,
-            "hop_size": frontend.HOP_SIZE,
-            "n_bands": frontend.N_BANDS,
-            "mean": model.config.norm_mean,
-            "std": model.config.norm_std,
-        },
     }
+    if description["type"] == "maest":
+        description["grid_pos_embed"] = model.has_grid_pos_embed
+    description["frontend"] = {
+        "version": frontend.FRONTEND_VERSION,
+        "sample_rate": frontend.SAMPLE_RATE,
+        "frame_size": frontend.FRAME_SIZE,
+        "hop_size": frontend.HOP_SIZE,
+        "n_bands": frontend.N_BANDS,
+        "mean": model.config.norm_mean,
+        "std": model.config.norm_std,
+    }
+    return description
 
 
-def save_native(model: Maest, path: str | os.PathLike) -> Path:
-    """Write ``model`` to ``path``: a folder (weights + config.json) or a ``.safetensors`` file."""
+def save_native(model: Network, path: str | os.PathLike) -> Path:
+    """Write ``model`` (MAEST or EffNet) to ``path``: a folder (weights + config.json) or a ``.safetensors`` file."""
     from safetensors.torch import save_file
 
     path = Path(path)
-    description = _describe(model)
+    description = describe(model)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if path.suffix == ".safetensors":
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(path), metadata={"maest": json.dumps(description)})
+        save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(description)})
         return path
     path.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path / WEIGHTS_FILE), metadata={"format": FORMAT_NAME})
@@ -59,7 +70,7 @@ def save_native(model: Maest, path: str | os.PathLike) -> Path:
 
 
 def is_native(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a maest-native folder or single file."""
+    """Whether ``path`` is a maest-native folder or single file (False for unreadable files too)."""
     path = Path(path)
     if path.is_dir():
         config = path / CONFIG_FILE
@@ -67,47 +78,67 @@ def is_native(path: str | os.PathLike) -> bool:
             return False
         try:
             return json.loads(config.read_text()).get("format") == FORMAT_NAME
-        except (json.JSONDecodeError, AttributeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
             return False
     if path.suffix == ".safetensors" and path.is_file():
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            return "maest" in (f.metadata() or {})
+        try:
+            metadata = safetensors_metadata(path)
+        except CheckpointError:
+            return False
+        return METADATA_KEY in metadata or LEGACY_EFFNET_KEY in metadata
     return False
 
 
-def load_native(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Maest:
-    """Build the model a native checkpoint describes and load its weights strictly."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
+def read_description(path: str | os.PathLike) -> tuple[dict, Path]:
+    """The description of a native checkpoint (legacy files normalised) and its weights file."""
     path = Path(path)
     if path.is_dir():
         config_path, weights_path = path / CONFIG_FILE, path / WEIGHTS_FILE
         if not config_path.is_file() or not weights_path.is_file():
             raise CheckpointError(f"{path} is not a maest checkpoint folder (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
-        description = json.loads(config_path.read_text())
+        description = _parse_json(config_path.read_bytes(), config_path)
     else:
         if not path.is_file():
             raise CheckpointError(f"no checkpoint at {path}")
         weights_path = path
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-        if "maest" not in metadata:
+        metadata = safetensors_metadata(path)
+        if METADATA_KEY in metadata:
+            description = _parse_json(metadata[METADATA_KEY], f"{path} (its '{METADATA_KEY}' metadata)")
+        elif LEGACY_EFFNET_KEY in metadata:
+            config = _parse_json(metadata[LEGACY_EFFNET_KEY], f"{path} (its '{LEGACY_EFFNET_KEY}' metadata)")
+            description = {"format": FORMAT_NAME, "format_version": 1, "type": "effnet", "config": config}
+        else:
             raise CheckpointError(f"{path} has no maest config in its safetensors metadata")
-        description = json.loads(metadata["maest"])
-    if description.get("format") != FORMAT_NAME:
+    if not isinstance(description, dict) or description.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path}: not a maest-format checkpoint")
-    if description.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format version {description['format_version']} is newer than this maest")
-    model = Maest(MaestConfig.from_dict(description["config"]), grid_pos_embed=description.get("grid_pos_embed", False))
-    state = load_file(str(weights_path), device=str(map_location))
-    load_state_dict_strict(model, state, str(path))
+    version = description.get("format_version", 0)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format version {version!r} is newer than this maest; upgrade maest")
+    if "config" not in description:
+        raise CheckpointError(f"{path}: the description has no 'config'")
+    description.setdefault("type", "maest")  # written before the type was recorded: MAEST
+    return description, weights_path
+
+
+def _parse_json(text: str | bytes, source: Any) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{source} is not valid JSON ({error}); the file is damaged or not a maest config") \
+            from error
+
+
+def load_native(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Network:
+    """Build the network (MAEST or EffNet) a native checkpoint describes and load its weights strictly."""
+    description, weights_path = read_description(path)
+    source = str(weights_path.parent / CONFIG_FILE) if Path(path).is_dir() else str(path)
+    options = {"grid_pos_embed": bool(description.get("grid_pos_embed", False))} if description["type"] == "maest" else {}
+    model = network_from_config(description["type"], description["config"], source, **options)
+    load_state_dict_strict(model, load_safetensors(weights_path, map_location), str(path))
     return model
 
 
-def load_state_dict_strict(model: Maest, state: dict[str, torch.Tensor], source: str) -> None:
+def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Load weights, failing loudly (with the key names) on missing, unexpected or misshapen keys."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))

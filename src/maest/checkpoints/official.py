@@ -13,9 +13,12 @@ from pathlib import Path
 import torch
 
 from maest.checkpoints.files import only_tensors, read_file
-from maest.checkpoints.native import CheckpointError, load_state_dict_strict
-from maest.configs import SEGMENT_FRAMES, TRAIN_PATCHOUT_TIME, MaestConfig, discogs_labels
+from maest.checkpoints.errors import CheckpointError
+from maest.checkpoints.native import load_state_dict_strict
+from maest.checkpoints.networks import Network, network_from_config
+from maest.configs import SEGMENT_FRAMES, TRAIN_PATCHOUT_TIME, ConfigValueError, MaestConfig
 from maest.model import Maest
+from maest.registry import discogs_labels
 
 TRAINING_NETWORK_KEY = "maest_network"  # written by maest.train.module.MaestTraining
 SWA_SNAPSHOTS_KEY = "swa_snapshots"  # maest train's count of snapshots averaged into net_swa
@@ -64,6 +67,13 @@ def infer_config(state: dict[str, torch.Tensor], heads: int | None = None) -> Ma
     stride = MaestConfig.time_stride  # dataclass defaults (10): the published models' strides
     frames = next((f for f in SEGMENT_FRAMES.values() if f // stride == time_grid), time_grid * stride)
     seconds = next((s for s, f in SEGMENT_FRAMES.items() if f == frames), None)
+    try:
+        return _inferred(depth, width, heads, hidden, freq_grid, frames, patch, num_classes, seconds)
+    except ConfigValueError as error:
+        raise CheckpointError(f"the tensor shapes give no valid architecture: {error}") from error
+
+
+def _inferred(depth, width, heads, hidden, freq_grid, frames, patch, num_classes, seconds) -> MaestConfig:
     return MaestConfig(
         depth=depth,
         width=width,
@@ -80,28 +90,28 @@ def infer_config(state: dict[str, torch.Tensor], heads: int | None = None) -> Ma
 
 def load_official(
     path: str | os.PathLike, swa: bool = True, map_location: str | torch.device = "cpu", heads: int | None = None
-) -> Maest:
-    """A Maest from an original-code checkpoint (plain state dict or Lightning file).
+) -> Network:
+    """A network from an original-code checkpoint (plain state dict or Lightning file).
 
-    A Lightning file written by ``maest train`` carries its network's config (``maest_network``):
-    that config is used as is (an EffNet baseline comes back as an ``EffNet``); otherwise the
-    architecture is inferred from the tensor shapes.
+    A Lightning file written by ``maest train`` carries its network's type and config
+    (``maest_network``): they are used as is (an EffNet baseline comes back as an ``EffNet``);
+    otherwise the file is a MAEST whose architecture is inferred from the tensor shapes.
     """
     data = read_file(path, map_location)
     network = data.get(TRAINING_NETWORK_KEY)
     state = data["state_dict"] if isinstance(data.get("state_dict"), dict) else data
     swa = swa and not _no_average_yet(state)
-    if isinstance(network, dict) and network.get("type") == "effnet":
-        from maest.effnet import EffNet, EffNetConfig
-
-        state = _strip_prefix(state, "net_swa." if swa and any(k.startswith("net_swa.") for k in state) else "net.")
-        model = EffNet(EffNetConfig.from_dict(network["config"]))
-        model.load_state_dict(only_tensors(state, str(path)), strict=True)
-        return model
-    state = only_tensors(select_network(state, swa), str(path))
-    config = MaestConfig.from_dict(network["config"]) if isinstance(network, dict) else infer_config(state, heads)
-    model = Maest(config)
-    load_state_dict_strict(model, state, str(path))
+    if isinstance(network, dict):
+        kind = network.get("type", "maest")
+        if kind == "maest":
+            state = select_network(state, swa)
+        else:  # no cls_token to anchor on: MaestTraining's own prefixes
+            state = _strip_prefix(state, "net_swa." if swa and any(k.startswith("net_swa.") for k in state) else "net.")
+        model = network_from_config(kind, network.get("config"), f"{path} ({TRAINING_NETWORK_KEY})")
+    else:
+        state = select_network(state, swa)
+        model = Maest(infer_config(only_tensors(state, str(path)), heads))
+    load_state_dict_strict(model, only_tensors(state, str(path)), str(path))
     return model
 
 

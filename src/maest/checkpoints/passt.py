@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from maest.checkpoints.native import CheckpointError
+from maest.checkpoints.errors import CheckpointError
 from maest.checkpoints.posenc import resize_grid
 from maest.configs import MaestConfig
 

@@ -26,9 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from maest import audio
 from maest.atomic import PARTIAL, atomic_write
-from maest.frontend import FRONTEND_VERSION, N_BANDS, SAMPLE_RATE
+from maest.decode import CentreRawMel, Decoded, centre_window, decode_all
+from maest.failures import format_failures, write_failures
+from maest.frontend import FRONTEND_VERSION, N_BANDS
+
+__all__ = ["BuildReport", "MelStore", "StoreError", "build_store", "centre_window", "compute_stats"]
 
 FORMAT = "maest-mel-store"
 VERSION = 1
@@ -62,55 +65,6 @@ def _shard_ids(shards: Path) -> list[int]:
     return sorted(int(p.stem) for p in shards.glob("*.tsv") if p.stem.isdigit())
 
 
-def centre_window(duration: float, keep_seconds: float) -> tuple[float | None, float | None]:
-    """``(offset, duration)`` of the central ``keep_seconds`` of a track (``None, None``: whole track)."""
-    if duration <= keep_seconds:
-        return None, None
-    return (duration - keep_seconds) / 2.0, keep_seconds
-
-
-class _MelJobs:
-    """Decode + mel for one key (runs in DataLoader workers); returns ``(key, mel or None, reason, seconds)``."""
-
-    def __init__(self, keys: Sequence[str], audio_root: Path | None, keep_seconds: float):
-        self.keys = list(keys)
-        self.audio_root = audio_root
-        self.keep_seconds = keep_seconds
-        self._frontend = None
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def __getitem__(self, i: int):
-        import torch
-
-        from maest.frontend import MelFrontend
-
-        key = self.keys[i]
-        path = self.audio_root / key if self.audio_root is not None else Path(key)
-        try:
-            if "\t" in key or "\n" in key:
-                raise ValueError("path contains a tab or newline")
-            offset, duration = centre_window(audio.info(path).duration, self.keep_seconds)
-            samples = audio.load(path, SAMPLE_RATE, offset=offset, duration=duration)
-            if self._frontend is None:
-                self._frontend = MelFrontend(normalize=False)
-            with torch.no_grad():
-                mel = self._frontend(torch.from_numpy(samples)[None])[0]
-            mel = mel.T.contiguous().numpy().astype(np.float16)  # (frames, 96): the on-disk layout
-            if not np.all(np.isfinite(mel)):
-                raise ValueError("mel holds NaN or infinity")
-            return key, mel, "", samples.size / SAMPLE_RATE
-        except audio.AudioDecodeError as error:
-            return key, None, error.reason, 0.0
-        except Exception as error:  # one bad file never stops a run; its reason is kept
-            return key, None, f"{type(error).__name__}: {error}", 0.0
-
-
-def _identity(item):
-    return item
-
-
 class _ShardWriter:
     """Buffers finished tracks and writes them as the next numbered shard."""
 
@@ -126,7 +80,7 @@ class _ShardWriter:
 
     def add(self, key: str, mel: np.ndarray | None, reason: str) -> None:
         if mel is None:
-            self.failures.append((key, reason.replace("\t", " ").replace("\n", " ")))
+            self.failures.append((key, reason))
         else:
             self.mels.append(mel)
             self.keys.append(key)
@@ -151,7 +105,7 @@ class _ShardWriter:
         for key, mel in zip(self.keys, self.mels):
             rows.append(f"{key}\t{offset}\t{mel.shape[0]}\n")
             offset += mel.shape[0]
-        failures = "".join(f"{key}\t{reason}\n" for key, reason in self.failures)
+        failures = format_failures(self.failures)
         atomic_write(self.shards / f"{stem}.npy", write_array)
         atomic_write(self.shards / f"{stem}.failures.tsv", lambda f: f.write(failures.encode("utf-8")))
         atomic_write(self.shards / f"{stem}.tsv", lambda f: f.write("".join(rows).encode("utf-8")))  # last: marks it final
@@ -194,7 +148,6 @@ def build_store(
     300 s at most. Resumable and idempotent: keys in finished shards are skipped, failed ones too
     unless ``retry_failed`` (e.g. after fixing the files).
     """
-    from torch.utils.data import DataLoader
     from tqdm import tqdm
 
     if crop not in CROPS:
@@ -218,18 +171,20 @@ def build_store(
     todo = [k for k in keys if k not in done]
     report = BuildReport(skipped=len(keys) - len(todo))
     writer = _ShardWriter(shards, (ids[-1] + 1) if ids else 0, int(shard_size_mb * 2**20))
-    jobs = _MelJobs(todo, Path(audio_root) if audio_root is not None else None, CROPS[crop])
-    loader = DataLoader(jobs, batch_size=None, shuffle=False, num_workers=workers, collate_fn=_identity,
-                        prefetch_factor=4 if workers > 0 else None)
+    base = Path(audio_root) if audio_root is not None else None
+    paths = [base / key if base is not None else Path(key) for key in todo]
+    decoded = decode_all(paths, CentreRawMel(CROPS[crop]), workers, prefetch_factor=4, single_thread_workers=False)
     with tqdm(total=len(todo), unit="track", desc="mel store", disable=not progress) as bar:
-        for key, mel, reason, seconds in loader:
-            writer.add(key, mel, reason)
-            if mel is None:
-                report.failed += 1
-                report.failures[key] = reason
-            else:
+        for index, result in decoded:
+            key = todo[index]
+            if isinstance(result, Decoded):
+                writer.add(key, result.mel, "")
                 report.added += 1
-                report.audio_seconds += seconds
+                report.audio_seconds += result.duration
+            else:
+                writer.add(key, None, result.reason)
+                report.failed += 1
+                report.failures[key] = result.reason
             bar.update()
             bar.set_postfix(failed=report.failed, refresh=False)
     writer.flush()
@@ -240,8 +195,8 @@ def build_store(
 
 
 def _write_failures(root: Path) -> None:
-    text = "".join(f"{key}\t{reason}\n" for key, reason in MelStore(root).failures.items())
-    atomic_write(root / "failures.tsv", lambda f: f.write(text.encode("utf-8")))
+    """``failures.tsv``: every key of the finished shards that failed (the shards are the record)."""
+    write_failures(root / "failures.tsv", MelStore(root).failures, keep_empty=True)
 
 
 class MelStore:

@@ -14,7 +14,7 @@ _LAZY = {
     "run_eval": "maest.evaluate.runner",
     "load_dataset": "maest.evaluate.datasets",
     "check_audio": "maest.evaluate.datasets",
-    "tagging_metrics": "maest.evaluate.metrics",
+    "tagging_metrics": "maest.metrics",
     "train_probe": "maest.evaluate.probe",
     "grid_search": "maest.evaluate.probe",
 }

@@ -24,7 +24,7 @@ import numpy as np
 from maest.atomic import atomic_write, atomic_write_text
 from maest.evaluate.datasets import Dataset, MissingAudioError, check_audio, drop_paths, load_dataset
 from maest.evaluate.features import FeatureSet, extract_features, parse_tokens, token_letters
-from maest.evaluate.metrics import markdown_table
+from maest.metrics import markdown_table
 from maest.evaluate.probe import ProbeConfig, ProbeData, append_jsonl, get_protocol, read_jsonl, train_probe
 
 DEFAULT_BLOCKS = tuple(range(5, 13))
@@ -253,7 +253,7 @@ def measure_throughput(pipeline, block: int, settings: Sequence[tuple[int, Seque
             torch.cuda.synchronize()
 
     best = [0.0] * len(settings)
-    with torch.inference_mode(), pipeline._autocast():
+    with torch.inference_mode(), pipeline.autocast():
         for t, f in settings:  # warm-up
             pipeline.model.forward_features(mel, block, t, f)
         for _ in range(rounds):

@@ -1,9 +1,10 @@
 """Track embeddings for many (block, token) choices from ONE forward pass per segment, cached on disk.
 
 The block sweep (paper's Figure 2) needs cls/dist/avg after every block 5..12: running the model
-once per block would cost ~8x. Here each segment runs up to the deepest requested block, pooling
-the three tokens after each requested block; a track's file holds ``(blocks, 3, width)`` float32,
-the mean over its half-overlapping segments (the same segmenting as :mod:`maest.inference`).
+once per block would cost ~8x. Here each segment runs once up to the deepest requested block
+(:meth:`maest.model.Maest.forward_intermediates`, through :meth:`MaestPipeline.block_features` and
+the batching core); a track's file holds ``(blocks, 3, width)`` float32, the mean over its
+half-overlapping segments (the same segmenting as :mod:`maest.inference`).
 """
 
 from __future__ import annotations
@@ -18,63 +19,18 @@ import numpy as np
 import torch
 
 from maest.atomic import atomic_write, atomic_write_text
+from maest.decode import DecodeFailure, decode_all
+from maest.failures import FAILURES_FILE, write_failures
 from maest.inference import EmbedOptions, MaestPipeline
-from maest.model import TOKEN_NAMES, pool_tokens
-
-TOKEN_LETTERS = {"c": "cls", "d": "dist", "a": "avg"}
+from maest.model import TOKEN_NAMES, parse_tokens  # noqa: F401  parse_tokens: importable here as before
 
 
 class FeatureCacheError(RuntimeError):
     """A feature cache folder was written with different settings, or a track's features are absent."""
 
 
-def parse_tokens(spec: str | Sequence[str]) -> tuple[str, ...]:
-    """``"cda"`` or ``"cls,dist"`` or ``("cls",)`` -> token names, in order."""
-    if isinstance(spec, str):
-        parts = [p for p in spec.split(",") if p] if ("," in spec or spec in TOKEN_NAMES) else list(spec)
-    else:
-        parts = list(spec)
-    names = tuple(TOKEN_LETTERS.get(p, p) for p in parts)
-    bad = [n for n in names if n not in TOKEN_NAMES]
-    if bad or not names:
-        raise ValueError(f"unknown token spec {spec!r}; use letters c/d/a (e.g. 'cda') or names {TOKEN_NAMES}")
-    return names
-
-
 def token_letters(names: Sequence[str]) -> str:
     return "".join(n[0] for n in names)
-
-
-class MultiBlockRunner:
-    """Stands in for a pipeline in :class:`maest.inference.SegmentRunner`: one forward, many blocks."""
-
-    def __init__(self, pipeline: MaestPipeline, blocks: Sequence[int]):
-        depth = pipeline.config.depth
-        if not blocks or any(not 0 <= b <= depth for b in blocks):
-            raise ValueError(f"blocks must be in 0..{depth}, got {list(blocks)}")
-        self.pipeline = pipeline
-        self.config = pipeline.config
-        self.blocks = sorted(set(int(b) for b in blocks))
-
-    def __getattr__(self, name: str):
-        # Anything else SegmentRunner asks of a pipeline (device, option checks ...) is the pipeline's.
-        return getattr(self.pipeline, name)
-
-    def run_segments(self, mel: torch.Tensor, mode: str, options: EmbedOptions) -> np.ndarray:
-        """``(batch, 96, frames)`` -> ``(batch, blocks * 3 * width)``: cls, dist, avg after each block."""
-        model = self.pipeline.model
-        mel = mel.to(self.pipeline.device).contiguous()
-        wanted = set(self.blocks)
-        pooled = []
-        with torch.inference_mode(), self.pipeline._autocast():
-            x = model.embed(mel, options.patchout_time, options.patchout_freq)
-            if 0 in wanted:
-                pooled.append(pool_tokens(x, TOKEN_NAMES).float())
-            for index, block in enumerate(model.blocks[: self.blocks[-1]], start=1):
-                x = block(x)
-                if index in wanted:
-                    pooled.append(pool_tokens(x, TOKEN_NAMES).float())
-        return torch.stack(pooled, dim=1).flatten(1).cpu().numpy()
 
 
 @dataclass
@@ -118,11 +74,9 @@ def extract_features(
     """Write ``cache_dir/<rel>.npy`` per track, skipping those already there (a rerun resumes).
 
     Returns the feature set and ``{rel_path: reason}`` for tracks that could not be decoded (also
-    written to ``failures.json``); nothing else is dropped.
+    merged into ``failures.tsv`` of the cache); nothing else is dropped.
     """
     from tqdm.auto import tqdm
-
-    from maest.audio import AudioDecodeError
 
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
@@ -140,36 +94,22 @@ def extract_features(
     root = Path(audio_root)
     todo = [rel for rel in dict.fromkeys(rel_paths) if not features.file_for(rel).is_file()]
     failures: dict[str, str] = {}
-    runner = MultiBlockRunner(pipeline, blocks)
     options = EmbedOptions(blocks=blocks[-1], patchout_time=patchout_time, patchout_freq=tuple(patchout_freq), overlap=overlap)
+    batcher = pipeline.batcher(pipeline.block_features(blocks, options), options, batch_size)
     bar = tqdm(total=len(todo), desc="features", unit="track", disable=not progress)
 
     def tracks() -> Iterator[tuple[str, torch.Tensor, float]]:
-        for rel in todo:
-            try:
-                mel, duration = pipeline.mel(root / rel)
-            except (AudioDecodeError, ValueError) as error:
-                failures[rel] = str(error)
+        for index, decoded in decode_all([root / rel for rel in todo], pipeline.decoder):
+            if isinstance(decoded, DecodeFailure):
+                failures[todo[index]] = decoded.reason
                 bar.update()
-                continue
-            yield rel, mel, duration
+            else:
+                yield todo[index], decoded.mel, decoded.duration
 
-    from maest.inference import SegmentRunner
-
-    segment_runner = SegmentRunner(runner, "embed", options, batch_size or pipeline.batch_size)  # type: ignore[arg-type]
-
-    def finished(done):
-        for rel, result in done:
-            array = result.track.reshape(len(blocks), len(TOKEN_NAMES), -1)
-            atomic_write(features.file_for(rel), lambda f: np.save(f, array))
-            bar.update()
-
-    for rel, mel, duration in tracks():
-        finished(segment_runner.add(rel, mel, duration))
-    finished(segment_runner.finish())
+    for rel, result in batcher.run(tracks()):
+        array = result.track.reshape(len(blocks), len(TOKEN_NAMES), -1)
+        atomic_write(features.file_for(rel), lambda f: np.save(f, array))
+        bar.update()
     bar.close()
-    if failures:
-        path = cache / "failures.json"
-        old = json.loads(path.read_text()) if path.is_file() else {}
-        atomic_write_text(path, json.dumps({**old, **failures}, indent=2))
+    write_failures(cache / FAILURES_FILE, failures, merge=True, resolved=todo)
     return features, failures

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from maest.atomic import atomic_write_text
-from maest.evaluate.metrics import TaggingScores, macro_roc_auc, tagging_metrics
+from maest.metrics import TaggingScores, macro_roc_auc, tagging_metrics
 from maest.evaluate.schedule import probe_lr
 
 

@@ -20,6 +20,7 @@ MODEL_TYPES = ("maest", "effnet-b0")
 INIT_KINDS = ("random", "deit", "passt", "maest")
 OPTIMIZERS = ("adamw", "adam")
 NORMALIZATIONS = ("discogs", "store")
+VALIDATION_PROTOCOLS = ("center", "segments")
 
 
 class ConfigError(ValueError):
@@ -36,6 +37,11 @@ class ModelConfig:
     init: str = "random"
     # DeiT / PaSST state-dict file, or any checkpoint maest can load (init: maest).
     init_path: str | None = None
+    # Teacher-student training (paper footnote; discogs-maest-30s-pw-73e-ts): a trained model (path or
+    # published name) whose sigmoid outputs are the dist head's targets; None trains as usual.
+    teacher: str | None = None
+    # lambda: loss = (1 - lambda) BCE(cls head, labels) + lambda BCE(dist head, teacher probabilities).
+    teacher_weight: float = 0.5
 
 
 @dataclass
@@ -50,7 +56,10 @@ class DataConfig:
     # "discogs": the published constants (checkpoints stay compatible); "store": the store's stats.
     normalization: str = "discogs"
     num_workers: int = 8
-    val_batch_size: int | None = None
+    val_batch_size: int | None = None  # segments protocol: segments per forward pass
+    # "center": one centre crop per track; "segments": the paper's protocol, half-overlapping
+    # segments over the whole stored track, sigmoid outputs averaged per track.
+    validation_protocol: str = "center"
 
 
 @dataclass
@@ -189,6 +198,8 @@ def _check(config: TrainConfig) -> None:
     _one_of("optim.optimizer", optim.optimizer, OPTIMIZERS)
     _one_of("optim.warmup_shape", optim.warmup_shape, ("linear", "exponential"))
     _one_of("data.normalization", config.data.normalization, NORMALIZATIONS)
+    _one_of("data.validation_protocol", config.data.validation_protocol, VALIDATION_PROTOCOLS)
+    _check_teacher(model)
     if model.init != "random" and not model.init_path:
         raise ConfigError(f"model.init {model.init!r} needs model.init_path (a checkpoint file)")
     if model.type == "effnet-b0" and model.init not in ("random", "maest"):
@@ -222,6 +233,23 @@ def _check(config: TrainConfig) -> None:
             raise ConfigError(f"{key} must be >= 0, got {value}" + (" (0 disables mixup)" if "mixup" in key else ""))
     if config.data.val_batch_size is not None and config.data.val_batch_size <= 0:
         raise ConfigError(f"data.val_batch_size must be > 0 (or null: trainer.batch_size), got {config.data.val_batch_size}")
+
+
+def _check_teacher(model: ModelConfig) -> None:
+    """The teacher must exist before any training starts; its classes are checked against the labels
+    when it is loaded (``maest.train.teacher.load_teacher``)."""
+    if not 0.0 <= model.teacher_weight <= 1.0:
+        raise ConfigError(f"model.teacher_weight must be in [0, 1] (the share of the teacher loss), "
+                          f"got {model.teacher_weight}")
+    if model.teacher is None:
+        return
+    if model.type != "maest":
+        raise ConfigError(f"model.teacher needs a MAEST student (its dist token); model.type is {model.type!r}")
+    from maest.configs import PUBLISHED
+
+    if model.teacher not in PUBLISHED and not (model.teacher and Path(model.teacher).exists()):
+        raise ConfigError(f"model.teacher: no checkpoint at {model.teacher!r}; give a path to a trained model "
+                          f"or a published name ({', '.join(PUBLISHED)}), or null to train without a teacher")
 
 
 def _one_of(key: str, value: str, choices: tuple[str, ...]) -> None:

@@ -111,7 +111,7 @@ class MelDataModule(L.LightningDataModule):
         self._pending_sampler_state: dict | None = None
         self._store: MelStore | None = None  # one index read for both splits (millions of rows)
 
-    def _split(self, name: str) -> MelCrops:
+    def _split(self, name: str, dataset: type[MelCrops] = MelCrops) -> MelCrops:
         store_root = self.config.data_path("store")
         paths, targets, _ = read_groundtruth(self.config.data_path(name), self.labels)
         if self._store is None:
@@ -125,7 +125,7 @@ class MelDataModule(L.LightningDataModule):
         if not keys:
             raise TrainDataError(f"no {name} track of {self.config.data_path(name)} is in the store {store_root}: "
                                  f"run `maest prepare` for it")
-        return MelCrops(store, keys, targets[present], self.segment_frames, self.mean, self.std, self.config.seed)
+        return dataset(store, keys, targets[present], self.segment_frames, self.mean, self.std, self.config.seed)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None and stage in (None, "fit"):
@@ -137,12 +137,22 @@ class MelDataModule(L.LightningDataModule):
             if self._pending_sampler_state is not None:
                 self.sampler.load_state_dict(self._pending_sampler_state)
         if self.val_set is None and stage in (None, "fit", "validate"):
-            self.val_set = self._split("validation")
+            if self.config.data.validation_protocol == "segments":
+                from maest.train.validation import TrackSegments
 
-    def _loader(self, dataset: Dataset, sampler: Sampler, batch_size: int, drop_last: bool) -> DataLoader:
+                self.val_set = self._split("validation", TrackSegments)
+                crop = self._store.meta.get("crop")
+                if crop != "full":
+                    log.warning("validation_protocol segments on a store built with crop %s: the segments cover "
+                                "the stored part of each track only (build the store with --crop full)", crop)
+            else:
+                self.val_set = self._split("validation")
+
+    def _loader(self, dataset: Dataset, sampler: Sampler, batch_size: int, drop_last: bool,
+                collate_fn=None) -> DataLoader:
         workers = self.config.data.num_workers
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                          drop_last=drop_last, pin_memory=torch.cuda.is_available(),
+                          drop_last=drop_last, pin_memory=torch.cuda.is_available(), collate_fn=collate_fn,
                           persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
 
     def train_dataloader(self) -> DataLoader:
@@ -159,7 +169,10 @@ class MelDataModule(L.LightningDataModule):
         sampler = (DistributedSampler(self.val_set, world, rank, shuffle=False) if world > 1
                    else SequentialSampler(self.val_set))
         batch = self.config.data.val_batch_size or self.config.trainer.batch_size
-        return self._loader(self.val_set, sampler, batch, drop_last=False)
+        collate = None
+        if self.config.data.validation_protocol == "segments":
+            from maest.train.validation import collate_tracks as collate
+        return self._loader(self.val_set, sampler, batch, drop_last=False, collate_fn=collate)
 
     def state_dict(self) -> dict:
         return {"sampler": self.sampler.state_dict()} if self.sampler is not None else {}

@@ -12,27 +12,39 @@ import torch.nn.functional as F
 from torch import nn
 
 from maest.train.augment import SpecAugment, mixup
-from maest.train.config import TrainConfig
-from maest.evaluate.metrics import macro_scores
+from maest.train.config import ConfigError, TrainConfig
+from maest.metrics import macro_scores
 from maest.train.schedule import schedule_for
 from maest.train.swa import averaged_copy, swa_due, update_average
+from maest.train.teacher import teacher_probabilities, teacher_student_loss
+from maest.train.validation import probability_bce, track_probabilities
 
 WEIGHTS = ("live", "swa")
 NETWORK_KEY = "maest_network"  # read by maest.checkpoints.official when loading a training checkpoint
 
 
 class MaestTraining(L.LightningModule):
-    """Trains ``net`` (MAEST or EffNet); ``net_swa`` holds the running average (original key names)."""
+    """Trains ``net`` (MAEST or EffNet); ``net_swa`` holds the running average (original key names).
 
-    def __init__(self, config: TrainConfig, net: nn.Module):
+    ``teacher`` (``maest.train.teacher.load_teacher``), required when ``model.teacher`` is set,
+    supervises the dist head (teacher-student training).
+    """
+
+    def __init__(self, config: TrainConfig, net: nn.Module, teacher: nn.Module | None = None):
         super().__init__()
+        if (teacher is None) != (config.model.teacher is None):
+            raise ConfigError("a teacher module is passed exactly when model.teacher is set "
+                              "(load it with maest.train.teacher.load_teacher)")
         self.config = config
         self.save_hyperparameters({"config": config.to_dict()})
         self.net = net
-        if hasattr(net, "head_dist"):
-            # MAEST's head_dist is kept for checkpoint compatibility but unused: freeze it so DDP
-            # does not wait for its gradients.
+        if hasattr(net, "head_dist") and teacher is None:
+            # MAEST's head_dist is kept for checkpoint compatibility but unused without a teacher:
+            # freeze it so DDP does not wait for its gradients.
             net.head_dist.requires_grad_(False)
+        # A plain tuple, not a submodule: the teacher stays out of checkpoints, exports, DDP and
+        # train()/eval() switching (it is always in eval mode and reloaded from the config).
+        self._teacher: tuple[nn.Module, ...] = (teacher,) if teacher is not None else ()
         self.net_swa = averaged_copy(net) if config.swa.enabled else None
         # Snapshots folded into net_swa so far; a buffer so checkpoints carry it.
         self.register_buffer("swa_snapshots", torch.zeros((), dtype=torch.long))
@@ -88,10 +100,23 @@ class MaestTraining(L.LightningModule):
         if self.config.augment.mixup_alpha > 0:
             mixed = mixup(mel, targets, self.config.augment.mixup_alpha)
             mel, targets = mixed.inputs, mixed.targets
-        logits = self.net(mel)  # train mode: structured patchout and a random time-encoding window
-        loss = F.binary_cross_entropy_with_logits(logits.float(), targets.float())
+        if self._teacher:
+            loss = self._teacher_student_loss(mel, targets)
+        else:
+            logits = self.net(mel)  # train mode: structured patchout and a random time-encoding window
+            loss = F.binary_cross_entropy_with_logits(logits.float(), targets.float())
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=mel.shape[0],
                  sync_dist=True)
+        return loss
+
+    def _teacher_student_loss(self, mel: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The teacher sees the student's augmented batch, without patchout (eval mode)."""
+        arch = self.net.config
+        probs = teacher_probabilities(self._teacher[0], mel, arch.norm_mean, arch.norm_std)
+        loss, labels_loss, teacher_loss = teacher_student_loss(self.net, probs, mel, targets,
+                                                               self.config.model.teacher_weight)
+        for name, value in (("loss_labels", labels_loss), ("loss_teacher", teacher_loss)):
+            self.log(f"train/{name}", value, on_step=True, on_epoch=True, batch_size=mel.shape[0], sync_dist=True)
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
@@ -109,6 +134,16 @@ class MaestTraining(L.LightningModule):
         mel, targets, index = batch
         self._outputs["index"].append(index)
         self._outputs["targets"].append(targets)
+        if self.config.data.validation_protocol == "segments":
+            # mel: one stack of segments per track; probabilities averaged per track (paper protocol).
+            chunk = self.config.data.val_batch_size or self.config.trainer.batch_size
+            probs = track_probabilities(self.net, mel, chunk)
+            self._outputs["live"].append(probs)
+            self.log("val/loss", probability_bce(probs, targets),
+                     on_epoch=True, sync_dist=True, batch_size=len(mel))
+            if self.swa_started:
+                self._outputs["swa"].append(track_probabilities(self.net_swa, mel, chunk))
+            return
         live = self.net(mel).float()
         self._outputs["live"].append(torch.sigmoid(live))
         self.log("val/loss", F.binary_cross_entropy_with_logits(live, targets.float()),

@@ -15,11 +15,12 @@ import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from maest.effnet import EffNet, save_effnet
+from maest.effnet import EffNet
 from maest.train.config import ConfigError, TrainConfig, save_config
 from maest.train.data import MelDataModule
 from maest.train.module import MaestTraining
 from maest.train.network import architecture, build_network
+from maest.train.teacher import load_teacher
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def export_weights(module: MaestTraining, run_dir: Path) -> dict[str, Path]:
     paths = {}
     for which, net in module.export_networks().items():
         path = export_path(run_dir, which, net)
-        (save_effnet if isinstance(net, EffNet) else save_native)(net, path)
+        save_native(net, path)  # MAEST or EffNet: the native format records the type
         paths[which] = path
     return paths
 
@@ -124,7 +125,9 @@ def train(config: TrainConfig, callbacks: list[Callback] | None = None) -> Path:
     arch = architecture(config, datamodule.labels, datamodule.mean, datamodule.std)
     datamodule.segment_frames = arch.segment_frames
     net = build_network(config, datamodule.labels, datamodule.mean, datamodule.std, initialise=resume is None)
-    module = MaestTraining(config, net)
+    # The teacher (teacher-student training) is reloaded from the config on every start, resume included.
+    teacher = load_teacher(config, datamodule.labels, arch.segment_frames) if config.model.teacher else None
+    module = MaestTraining(config, net, teacher)
     trainer = make_trainer(config, callbacks)
     if trainer.is_global_zero:
         save_config(config, run_dir / "config.yaml")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from maest.evaluate.metrics import (
+from maest.metrics import (
     AbsentLabelsWarning,
     MetricInputError,
     macro_scores,
