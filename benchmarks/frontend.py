@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from timing import median_time
 
 from maest import audio
 from maest.frontend import MelFrontend
@@ -32,14 +31,6 @@ def ten_minutes() -> np.ndarray:
     return np.resize(signal, 600 * 16000).astype(np.float32)
 
 
-def time_it(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -57,7 +48,7 @@ def main() -> None:
         with torch.inference_mode():
             frontend(torch.from_numpy(signal)[None])
 
-    rows.append(("maest (torch, CPU)", time_it(run_maest, args.repeats)))
+    rows.append(("maest (torch, CPU)", median_time(run_maest, args.repeats)))
 
     try:
         import essentia.standard as es
@@ -67,7 +58,7 @@ def main() -> None:
         def run_essentia():
             np.stack([algorithm(f) for f in es.FrameGenerator(signal, frameSize=512, hopSize=256, startFromZero=True)])
 
-        rows.append(("Essentia TensorflowInputMusiCNN", time_it(run_essentia, args.repeats)))
+        rows.append(("Essentia TensorflowInputMusiCNN", median_time(run_essentia, args.repeats)))
     except ImportError:
         pass
     try:
@@ -79,7 +70,7 @@ def main() -> None:
                 fmin=0.0, fmax=8000.0, htk=False, norm="slaney", power=2.0)
             np.log10(1 + 10000 * mel)
 
-        rows.append(("librosa melspectrogram", time_it(run_librosa, args.repeats)))
+        rows.append(("librosa melspectrogram", median_time(run_librosa, args.repeats)))
     except ImportError:
         pass
 

@@ -22,6 +22,7 @@ import torch
 
 from maest.configs import architecture
 from maest.model import Maest, pool_tokens
+from timing import interleaved_medians
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "int8.md"
@@ -58,21 +59,6 @@ def real_segments(frames: int) -> torch.Tensor:
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
-
-
-def interleaved_medians(runs: list, repeats: int) -> list[float]:
-    """Median seconds per run; the runs take turns in every round (after an untimed warm-up
-    round), so load changes on a shared machine hit all of them alike."""
-    import time
-
-    times: list[list[float]] = [[] for _ in runs]
-    for round_ in range(repeats + 1):
-        for index, run in enumerate(runs):
-            start = time.perf_counter()
-            run()
-            if round_:
-                times[index].append(time.perf_counter() - start)
-    return [float(np.median(t)) for t in times]
 
 
 def main() -> None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,22 +17,9 @@ import torch
 from maest.checkpoints.hf import hf_config
 from maest.configs import architecture
 from maest.model import Maest, pool_tokens
+from timing import interleaved_medians
 
 RESULTS = Path(__file__).resolve().parent / "results" / "model.md"
-
-
-def interleaved_medians(cases: list[tuple[str, Callable[[], object]]], repeats: int) -> list[float]:
-    """Median wall time per case; the cases take turns in every round so that load changes on a
-    shared machine hit all of them alike (one untimed warm-up round first)."""
-    times: list[list[float]] = [[] for _ in cases]
-    for round_ in range(repeats + 1):
-        for index, (_name, run) in enumerate(cases):
-            start = time.perf_counter()
-            run()
-            if round_:
-                times[index].append(time.perf_counter() - start)
-        print(f"round {round_}/{repeats} done", flush=True)
-    return [statistics.median(t) for t in times]
 
 
 def main() -> None:
@@ -66,7 +51,7 @@ def main() -> None:
                       lambda every=every: pool_tokens(ours.forward_features(mel, blocks=7, patchout_time=every))))
     load_before = os.getloadavg()[0]
     with torch.inference_mode():
-        medians = interleaved_medians(cases, args.repeats)
+        medians = interleaved_medians([run for _, run in cases], args.repeats, verbose=True)
     load_after = os.getloadavg()[0]
     rows = [(name, value) for (name, _), value in zip(cases, medians)]
     for name, value in rows:

@@ -20,14 +20,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import platform  # noqa: E402
-import statistics  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
+from timing import median_time  # noqa: E402
 
 from maest import audio, resample  # noqa: E402
 from maest.frontend import MelFrontend  # noqa: E402
@@ -58,14 +57,6 @@ def make_track(folder: Path) -> dict[str, Path]:
     return paths
 
 
-def time_it(fn, repeats: int) -> float:
-    fn()  # warm-up (and the filter's one-off tap tables)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def essentia_mel(path: Path) -> np.ndarray:
@@ -134,7 +125,7 @@ def main() -> None:
             ]
         timings = {}
         for name, fn in stages:
-            seconds = time_it(fn, args.repeats)
+            seconds = median_time(fn, args.repeats)
             timings[name] = seconds
             lines.append(f"| {name} | {seconds * 1e3:.1f} | {SECONDS / seconds:,.0f} |")
             print(lines[-1], flush=True)
