@@ -336,6 +336,17 @@ class MaestPipeline:
         return top_labels(self.predict(audio, overlap, crop, sample_rate, segments=segments), self.labels, top_k)
 
 
+    def plot_tags(self, audio: str | os.PathLike, top_k: int = 10, head: Any = None):
+        """A matplotlib figure of the track's tag timeline: the top labels (the model's, or ``head``'s)
+        over its segments, with the track-level bars (:func:`maest.plots.plot_tags`; needs matplotlib)."""
+        from maest import plots
+
+        if head is not None and not hasattr(head, "predict"):  # a head folder
+            from maest.heads import load_head
+
+            head = load_head(head)
+        return plots.plot_tags(self, audio, top_k, head)
+
 def top_labels(probabilities: np.ndarray, labels: Sequence[str], top_k: int | None = 5) -> list[tuple[str, float]]:
     """``(label, probability)`` pairs sorted by probability (stable for ties), at most ``top_k``."""
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
