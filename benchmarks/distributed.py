@@ -7,7 +7,7 @@ Full-size 30 s architecture (discogs-maest-30s-pw-129e) with random weights, blo
    audio s/s from the run's summary, peak RSS summed over the process tree (driver, Ray's raylet,
    GCS and workers) sampled every 0.2 s.
 2. Per-stage costs on one core: decoding per format (``maest.audio.load`` to 16 kHz mono), the mel,
-   and the model per segment (full size, batch 2) at fp32, int8 and bf16 on the CPU.
+   and the model per segment (full size, batch 2) at fp32 and bf16 on the CPU.
 3. From them, a projection of a cluster of N CPU nodes + M GPUs (formula and assumptions in the output).
 4. Memory of one long track (``--long-minutes``, 40) through Ray: its mel shipped as float32 vs decoded in the actor.
 5. On a machine with CUDA, GPU segments/s and audio s/s per precision (fp32, bf16, fp16) and cosine vs fp32.
@@ -185,8 +185,8 @@ def stage_costs() -> dict:
     batch = torch.stack([mel[:, :1875], mel[:, 1875:3750]])
     model = {}
     outputs = {}
-    for precision in ("fp32", "int8", "bf16"):
-        run = MaestPipeline(pipeline.float_model, "cpu", batch_size=2, precision=precision).embedder(
+    for precision in ("fp32", "bf16"):
+        run = MaestPipeline(pipeline.model, "cpu", batch_size=2, precision=precision).embedder(
             EmbedOptions(blocks=7))
         model[precision] = best_of(lambda: outputs.__setitem__(precision, run(batch)), repeats=2) / len(batch)
     cosine = {p: float(np.mean([a @ b / np.linalg.norm(a) / np.linalg.norm(b)
@@ -196,7 +196,7 @@ def stage_costs() -> dict:
 
 
 def cpu_features() -> str:
-    """The vector extensions that matter for fp32 / bf16 / int8 speed, from /proc/cpuinfo."""
+    """The vector extensions that matter for fp32 / bf16 speed, from /proc/cpuinfo."""
     try:
         flags = set(Path("/proc/cpuinfo").read_text().split())
     except OSError:
@@ -315,7 +315,7 @@ def report(engines: dict, stages: dict, gpu: dict | None, audio_seconds: float, 
         "",
         "Cosine to fp32 on these random-weight segments: " + ", ".join(
             f"{p} {c:.4f}" for p, c in stages["cosine"].items() if p != "fp32")
-        + " (on real clips with trained weights the lead measured int8 at 0.9986, 1.38x fp32). This CPU "
+        + " (int8 is not offered: see int8.md). This CPU "
         f"has {cpu_features()}: bf16 autocast uses native bf16 dot products where a CPU has avx512_bf16 or AMX, "
         "and is slower than fp32 where it has neither.",
         "",
@@ -336,7 +336,7 @@ def report(engines: dict, stages: dict, gpu: dict | None, audio_seconds: float, 
         "",
         f"Per core: decode + mel D = 1 / (1/decode + 1/mel) = {front:.0f} audio s/s (decode: harmonic mean over "
         f"the formats above, {decode_rate:.0f}x); model on a CPU core Mc = 15 s / (s per segment) = "
-        f"{cpu_model['fp32']:.1f} (fp32), {cpu_model['int8']:.1f} (int8) audio s/s; model on one GPU "
+        f"{cpu_model['fp32']:.1f} (fp32), {cpu_model['bf16']:.1f} (bf16) audio s/s; model on one GPU "
         f"Mg = 15 s x segments/s = {gpu_audio:.0f} audio s/s ({gpu_segments:.0f} segments/s, {gpu_note}). "
         f"Nodes of C = {NODE_CORES} cores (**assumed**). Long tracks (15 s of audio per segment); Ray's "
         "overheads and the network are ignored.",
@@ -344,18 +344,18 @@ def report(engines: dict, stages: dict, gpu: dict | None, audio_seconds: float, 
         "- M = 0: throughput = N C / (1/D + 1/Mc)  (every core decodes and runs the model)",
         "- M > 0: throughput = min(N C D, M Mg)  (CPU cores decode, GPUs run the model); cores needed per GPU = Mg / D",
         "",
-        "| N nodes | M GPUs | audio s/s (fp32 CPU) | audio s/s (int8 CPU) | days for 10^7 tracks of 4 min (fp32) |",
+        "| N nodes | M GPUs | audio s/s (fp32 CPU) | audio s/s (bf16 CPU) | days for 10^7 tracks of 4 min (fp32) |",
         "|---|---|---|---|---|",
     ]
     for n in (1, 4, 16):
         for m in (0, 1, 4):
             if m == 0:
                 fp32 = n * NODE_CORES / (1 / front + 1 / cpu_model["fp32"])
-                int8 = n * NODE_CORES / (1 / front + 1 / cpu_model["int8"])
+                bf16 = n * NODE_CORES / (1 / front + 1 / cpu_model["bf16"])
             else:
-                fp32 = int8 = min(n * NODE_CORES * front, m * gpu_audio)
+                fp32 = bf16 = min(n * NODE_CORES * front, m * gpu_audio)
             days = 1e7 * 240 / fp32 / 86400
-            lines.append(f"| {n} | {m} | {fp32:,.0f} | {int8:,.0f} | {days:,.1f} |")
+            lines.append(f"| {n} | {m} | {fp32:,.0f} | {bf16:,.0f} | {days:,.1f} |")
     lines += ["", f"Cores needed to feed one GPU: {gpu_audio / front:.0f}.", "", "## GPU precisions", ""]
     if gpu is None:
         lines.append("Not run: this machine has no GPU. On one with CUDA this script measures segments/s and "

@@ -1,4 +1,4 @@
-"""Inference precisions: bf16/fp16 autocast and int8 dynamic quantization agree with fp32; impossible pairs refused."""
+"""Inference precisions: bf16/fp16 autocast agree with fp32; impossible pairs (and int8, measured too slow) refused."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-@pytest.mark.parametrize("precision", ["bf16", "fp16", "int8"])
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_each_cpu_precision_is_close_to_fp32(checkpoint, waveform, precision):
     reference = load_model(checkpoint, "cpu", precision="fp32").embed(waveform, blocks=2, per_segment=True)[0]
     pipeline = load_model(checkpoint, "cpu", precision=precision)
@@ -45,12 +45,6 @@ def test_each_cpu_precision_is_close_to_fp32(checkpoint, waveform, precision):
         assert cosine(row, expected) >= 0.99
 
 
-def test_int8_quantizes_every_linear_layer_and_keeps_the_loaded_weights(checkpoint):
-    pipeline = load_model(checkpoint, "cpu", precision="int8")
-    assert not any(isinstance(m, torch.nn.Linear) for m in pipeline.model.modules())
-    assert any(isinstance(m, torch.nn.Linear) for m in pipeline.float_model.modules())
-
-
 def test_default_precision_is_fp32_on_the_cpu_and_bf16_on_gpus_that_have_it(monkeypatch):
     assert resolve_precision(None, "cpu") == "fp32"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
@@ -60,10 +54,10 @@ def test_default_precision_is_fp32_on_the_cpu_and_bf16_on_gpus_that_have_it(monk
 
 
 def test_impossible_precisions_are_refused_in_one_line(monkeypatch):
-    with pytest.raises(PrecisionError, match="one of fp32, bf16, fp16, int8"):
+    with pytest.raises(PrecisionError, match="one of fp32, bf16, fp16, got 'fp8'"):
         resolve_precision("fp8", "cpu")
-    with pytest.raises(PrecisionError, match="CPU only"):
-        resolve_precision("int8", "cuda")
+    with pytest.raises(PrecisionError, match="got 'int8'"):  # not shipped: slower than fp32 (benchmarks/int8.py)
+        resolve_precision("int8", "cpu")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     with pytest.raises(PrecisionError, match="no bf16.*fp16"):
         resolve_precision("bf16", "cuda")
@@ -75,14 +69,14 @@ def test_precision_is_a_setting_of_the_output_folder(tmp_path, checkpoint, wavef
     sf.write(tmp_path / "a.wav", waveform, 16000)
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["embed", str(tmp_path / "a.wav"), "-o", str(out), "-m", str(checkpoint),
-                                      "--blocks", "2", "--precision", "int8", "--decode-workers", "0", "--no-progress"])
+                                      "--blocks", "2", "--precision", "bf16", "--decode-workers", "0", "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert json.loads((out / "maest-embed.json").read_text())["precision"] == "int8"
-    with pytest.raises(SettingsMismatchError, match="precision: 'int8' -> 'fp32'"):
+    assert json.loads((out / "maest-embed.json").read_text())["precision"] == "bf16"
+    with pytest.raises(SettingsMismatchError, match="precision: 'bf16' -> 'fp32'"):
         extract([tmp_path / "a.wav"], out, str(checkpoint), blocks=2, progress=False)
     refused = CliRunner().invoke(app, ["embed", str(tmp_path / "a.wav"), "-o", str(tmp_path / "o2"), "-m",
                                        str(checkpoint), "--precision", "fp8"])
-    assert refused.exit_code == 1 and "fp32, bf16, fp16, int8" in refused.output
+    assert refused.exit_code == 1 and "fp32, bf16, fp16" in refused.output
 
 
 def test_ray_options_need_the_ray_engine(tmp_path, checkpoint):
@@ -95,7 +89,7 @@ def test_ray_options_need_the_ray_engine(tmp_path, checkpoint):
 
 def test_a_loaded_pipeline_keeps_its_precision(tmp_path, checkpoint, waveform):
     sf.write(tmp_path / "a.wav", waveform, 16000)
-    pipeline = load_model(checkpoint, "cpu", precision="int8")
-    with pytest.raises(ValueError, match="runs at int8, not fp32"):
+    pipeline = load_model(checkpoint, "cpu", precision="bf16")
+    with pytest.raises(ValueError, match="runs at bf16, not fp32"):
         extract([tmp_path / "a.wav"], tmp_path / "out", pipeline, blocks=2, precision="fp32", progress=False)
     assert not (tmp_path / "out" / "maest-embed.json").exists()

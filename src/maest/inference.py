@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -36,8 +35,9 @@ __all__ = ["PRECISIONS", "DeviceUnavailableError", "EmbedOptions", "InputAudioEr
            "TrackResult", "load_model", "model_labels", "resolve_device", "resolve_precision", "top_labels"]
 
 Mode = Literal["embed", "tag"]
-Precision = Literal["fp32", "bf16", "fp16", "int8"]
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8")
+Precision = Literal["fp32", "bf16", "fp16"]
+# No int8: measured at 0.62x the fp32 block-7 path on this project's CPUs (benchmarks/results/int8.md).
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -56,7 +56,7 @@ class PrecisionError(ValueError):
 def resolve_precision(precision: str | None, device: str | torch.device) -> str:
     """The precision to run at: ``None`` is bf16 on GPUs that have it (else fp16), fp32 on the CPU.
 
-    bf16/fp16 run the model under autocast; int8 quantizes every ``nn.Linear`` dynamically (CPU only).
+    bf16/fp16 run the model under autocast.
     An impossible pair fails here, in one line, before any checkpoint is read.
     """
     device = torch.device(device)
@@ -66,24 +66,11 @@ def resolve_precision(precision: str | None, device: str | torch.device) -> str:
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if precision not in PRECISIONS:
         raise PrecisionError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "int8" and device.type != "cpu":
-        raise PrecisionError(f"int8 (dynamic quantization) runs on the CPU only, not on {device}; "
-                             "use --precision bf16 or fp16 on a GPU, or --device cpu")
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise PrecisionError("this GPU has no bf16 (it needs compute capability 8.0+); use --precision fp16 or fp32")
     if precision in _AUTOCAST_DTYPES and device.type not in ("cpu", "cuda"):
         raise PrecisionError(f"{precision} autocast is supported on cpu and cuda, not on {device.type}; use fp32")
     return precision
-
-
-def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of ``model`` with every ``nn.Linear`` dynamically quantized to int8 (weights int8,
-    activations quantized per batch): 1.38x the fp32 block-7 path on AVX2 CPUs, cosine 0.9986."""
-    import copy
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao
-        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
 
 
 @dataclass(frozen=True)
@@ -127,9 +114,7 @@ class MaestPipeline:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = resolve_device(device)
         self.precision: str = resolve_precision(precision, self.device)
-        model = model.eval().to(self.device)
-        self.float_model = model  # the weights as loaded (what another engine ships to its workers)
-        self.model = quantize_int8(model) if self.precision == "int8" else model
+        self.model = model = model.eval().to(self.device)
         self.config: MaestConfig = model.config
         self.is_effnet = isinstance(model, EffNet)
         # Shortest input the model takes: one patch for MAEST; EffNet pools any size, 16 for symmetry.
@@ -268,7 +253,7 @@ class MaestPipeline:
         return mel.to(self.device)
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """Autocast to :attr:`precision` (bf16/fp16) on this device; fp32 and int8 run as they are."""
+        """Autocast to :attr:`precision` (bf16/fp16) on this device; fp32 runs as it is."""
         dtype = _AUTOCAST_DTYPES.get(self.precision)
         if dtype is None:
             return contextlib.nullcontext()
@@ -402,7 +387,7 @@ def load_model(name_or_path: str | os.PathLike | Maest | EffNet, device: str | t
                batch_size: int = 8, precision: str | None = None) -> MaestPipeline:
     """A :class:`MaestPipeline` for a registry name, hub id or local checkpoint (``device=None``: CUDA if available).
 
-    ``precision`` is fp32, bf16, fp16 or int8 (``None``: bf16 on GPUs that have it, fp32 on the CPU).
+    ``precision`` is fp32, bf16 or fp16 (``None``: bf16 on GPUs that have it, fp32 on the CPU).
     The device and precision are checked before any checkpoint is read or downloaded.
     """
     device = resolve_device(device)

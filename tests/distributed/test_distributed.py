@@ -211,7 +211,7 @@ def test_stages_in_process_long_tracks_decoded_by_the_actor(tmp_path, checkpoint
     decoded = decode_batch(pa.table({"path": paths}), pipeline.decoder, actor_decode_seconds=2.0)
     assert decoded.column("frames").to_pylist()[1] == DECODE_IN_ACTOR and len(decoded.column("mel")[1].as_py()) == 0
     assert decoded.column("error").to_pylist()[:2] == [None, None] and decoded.column("error")[2].as_py()
-    actor = TrackEmbedder(pipeline.float_model, EmbedOptions(blocks=2), 8, "fp32", "cpu")
+    actor = TrackEmbedder(pipeline.model, EmbedOptions(blocks=2), 8, "fp32", "cpu")
     rows = {key: (result, reason) for key, result, reason in table_results(actor(decoded))}
     for path in paths[:2]:
         expected, starts = pipeline.embed(path, blocks=2, per_segment=True)

@@ -141,8 +141,7 @@ SegmentsOpt = Annotated[Optional[str], typer.Option(
 ExtensionsOpt = Annotated[Optional[str], typer.Option(
     "--ext", help="Extensions to take from folders, e.g. mp3,wav (default: every format maest decodes).")]
 PrecisionOpt = Annotated[Optional[str], typer.Option(
-    "--precision", help="fp32, bf16, fp16 (autocast) or int8 (dynamic int8 linear layers, CPU only); "
-                        "default: bf16 on GPUs that have it, fp32 on the CPU.")]
+    "--precision", help="fp32, or bf16 / fp16 (autocast); default: bf16 on GPUs that have it, fp32 on the CPU.")]
 EngineOpt = Annotated[str, typer.Option(
     "--engine", help="local: decode workers and the model in this process; ray: a Ray cluster (pip install 'maest[ray]').")]
 RayAddressOpt = Annotated[Optional[str], typer.Option(

@@ -24,7 +24,7 @@ from maest.extraction.errors import ExtractError, MissingDependencyError
 from maest.extraction.files import AudioItem
 from maest.extraction.run import ExtractSummary, TrackEngine, extract
 from maest.extraction.sinks import Format
-from maest.inference import EmbedOptions, MaestPipeline, load_model, resolve_precision
+from maest.inference import PRECISIONS, EmbedOptions, MaestPipeline, load_model, resolve_precision
 from maest.model import TOKEN_NAMES
 
 TRACKS_PER_BLOCK = 16  # input paths per Ray block: small, so decode tasks spread over the CPUs
@@ -74,15 +74,13 @@ def default_precision(precision: str | None, device: str) -> str:
     if precision is None and device == "cuda":
         return "bf16"
     if device == "cuda":
-        if precision == "int8":
-            return resolve_precision(precision, "cuda")  # raises: int8 is CPU only
-        return precision
+        return precision if precision in PRECISIONS else resolve_precision(precision, "cuda")  # raises
     return resolve_precision(precision, "cpu")
 
 
 def _shipped_model(pipeline: MaestPipeline):
     """The pipeline's float weights on the CPU, put once into the object store for every actor."""
-    model = pipeline.float_model
+    model = pipeline.model
     if pipeline.device.type != "cpu":
         model = copy.deepcopy(model).cpu()
     return _ray().put(model)

@@ -178,7 +178,7 @@ def extract(
     folder must be writable before the first track; failures are appended to failures.tsv as they
     happen. A track whose mel or embedding holds NaN/inf fails. SIGTERM stops the run as Ctrl-C does.
     ``segments``: the segment rule, "maest" or "original" (:mod:`maest.segments`).
-    ``precision`` (fp32, bf16, fp16, int8; default by device) is part of the folder's settings.
+    ``precision`` (fp32, bf16, fp16; default by device) is part of the folder's settings.
     ``engine`` computes the tracks (default: decode workers and the model in this process).
     """
     check_run_options(batch_size, workers, shard, output_format)
