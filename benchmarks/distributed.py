@@ -31,6 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
+# This machine's local Ray clusters listen on 127.0.0.1 only (read by Ray at import; inherited by the
+# engine runs started in subprocesses).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 ROOT = Path(__file__).resolve().parents[1]
 AUDIO = ROOT.parent / "shared" / "data" / "audio"
 GOOD = ["ambience_12s_16k_mono.wav", "imperialarmy_20s_22k_mono.mp3", "menu_0.5s_44k_stereo.wav",

@@ -41,7 +41,9 @@ def cluster():
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-        yield ray.get_runtime_context().gcs_address
+        address = ray.get_runtime_context().gcs_address
+        assert address.startswith("127.0.0.1:"), f"the test cluster must stay on loopback, got {address}"
+        yield address
     finally:
         ray.shutdown()
         for sig, handler in handlers.items():  # ray.init installs its own; later tests expect pytest's
