@@ -25,6 +25,7 @@ import torch
 from maest import audio as audio_io
 from maest import frontend, streaming
 from maest.batching import RunBatch, SegmentBatcher, TrackResult
+from maest.checkpoints.fingerprint import weights_fingerprint
 from maest.configs import MaestConfig, discogs_labels
 from maest.decode import TrackMel
 from maest.effnet import EffNet
@@ -124,9 +125,8 @@ class MaestPipeline:
         self.frontend = self.decoder.frontend
         self.batch_size = batch_size
         self.labels = model_labels(self.config)
-        # The weights' fingerprint (maest.checkpoints.fingerprint) when loaded from files: an output
-        # folder records it and refuses other weights at the same path. None for in-memory models.
-        self.fingerprint: str | None = None
+        # The weights' identity (maest.checkpoints.fingerprint): output folders and heads check it.
+        self.fingerprint: str = weights_fingerprint(self.model)
 
     @property
     def chunk_seconds(self) -> int:
@@ -395,11 +395,7 @@ def load_model(name_or_path: str | os.PathLike | Maest | EffNet, device: str | t
     if isinstance(name_or_path, (Maest, EffNet)):
         return MaestPipeline(name_or_path, device, batch_size, precision=precision)
     from maest.checkpoints import load_checkpoint
-    from maest.checkpoints.fingerprint import source_fingerprint
 
     if batch_size < 1:  # before the checkpoint is read
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    pipeline = MaestPipeline(load_checkpoint(name_or_path, map_location="cpu"), device, batch_size,
-                             precision=precision)
-    pipeline.fingerprint = source_fingerprint(name_or_path)
-    return pipeline
+    return MaestPipeline(load_checkpoint(name_or_path, map_location="cpu"), device, batch_size, precision=precision)

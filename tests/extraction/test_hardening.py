@@ -217,7 +217,7 @@ def test_new_weights_at_the_same_path_are_refused(tmp_path, audio_dir):
     model_dir = tiny_checkpoint(tmp_path / "model", seed=1)
     out = tmp_path / "out"
     extract([clip], out, str(model_dir), blocks=2, device="cpu", progress=False)
-    assert json.loads((out / "maest-embed.json").read_text())["weights"].startswith("maest-fp1:")
+    assert json.loads((out / "maest-embed.json").read_text())["weights"] == load_model(str(model_dir), "cpu").fingerprint
     shutil.copytree(model_dir, tmp_path / "copy")  # a copy (new mtimes) is the same model
     shutil.rmtree(model_dir)
     shutil.copytree(tmp_path / "copy", model_dir)
@@ -242,24 +242,19 @@ def test_a_folder_from_before_fingerprints_is_accepted_and_then_guarded(tmp_path
         extract([clip], out, str(model_dir), blocks=2, device="cpu", progress=False)
 
 
-def test_fingerprint_samples_large_files_yet_sees_every_tensor(tmp_path, monkeypatch):
-    """Forced onto the sampling path (as for a 350 MB file): a change of any single tensor shows."""
-    monkeypatch.setattr(fp, "_WHOLE_FILE_BYTES", 0)
-    model = Maest(MaestConfig(depth=2, width=32, heads=2, num_classes=5, segment_frames=200))
-    state = {k: v.clone().contiguous() for k, v in model.state_dict().items()}
-    from safetensors.torch import save_file
+def test_fingerprint_sees_every_tensor_and_not_the_file_format(tmp_path):
+    """A change of any single tensor shows; the same weights saved in another format do not."""
+    from maest.checkpoints import load_checkpoint, save_native, save_official
 
-    save_file(state, tmp_path / "a.safetensors")
-    torch.save(state, tmp_path / "a.pt")
-    base = {s: fp.weights_fingerprint(tmp_path / f"a{s}") for s in (".safetensors", ".pt")}
-    for name in ("head_dist.bias", "blocks.1.mlp.fc2.bias", "cls_token"):
-        changed = {**state, name: state[name] + 1e-3}
-        save_file(changed, tmp_path / "b.safetensors")
-        torch.save(changed, tmp_path / "b.pt")
-        for suffix in (".safetensors", ".pt"):
-            assert fp.weights_fingerprint(tmp_path / f"b{suffix}") != base[suffix], (name, suffix)
-    save_file(state, tmp_path / "b.safetensors")
-    assert fp.weights_fingerprint(tmp_path / "b.safetensors") == base[".safetensors"]
+    model = Maest(MaestConfig(depth=2, width=32, heads=2, num_classes=5, segment_frames=200))
+    base = fp.weights_fingerprint(model)
+    assert fp.weights_fingerprint(load_checkpoint(save_native(model, tmp_path / "native"))) == base
+    assert fp.weights_fingerprint(load_checkpoint(save_official(model, tmp_path / "official.pt"))) == base
+    state = model.state_dict()
+    for name in ("head_dist.bias", "blocks.1.mlp.fc2.bias", "cls_token", "blocks.0.attn.qkv.weight"):
+        changed = Maest(model.config)
+        changed.load_state_dict({**state, name: state[name] + 1e-3})
+        assert fp.weights_fingerprint(changed) != base, name
 
 
 # -- 7. unwritable output, failures as they happen -------------------------------------------------

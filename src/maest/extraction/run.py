@@ -200,7 +200,7 @@ def extract(
     output_dir.mkdir(parents=True, exist_ok=True)
     check_writable(output_dir, [failures_file])
     check_settings(output_dir, run_settings(model_name(model), pipeline.config.segment_frames, options, per_segment,
-                                            output_format, getattr(pipeline, "fingerprint", None), pipeline.precision))
+                                            output_format, pipeline.fingerprint, pipeline.precision))
 
     summary = ExtractSummary(output_dir=output_dir)
     for path, reason in missing:

@@ -8,18 +8,12 @@ normalisation, so a head follows the weights, not the file name they were loaded
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import torch
+from maest.checkpoints.fingerprint import weights_fingerprint as model_fingerprint  # noqa: F401  (re-exported)
 
-# Elements read from each weight tensor for the fingerprint: enough to tell checkpoints apart, cheap
-# for an 87M-parameter model (exact bytes, no arithmetic, so equal on every device and thread count).
-FINGERPRINT_SAMPLES = 1024
 
 
 class HeadMismatchError(ValueError):
@@ -71,22 +65,6 @@ class EmbeddingSpec:
                 "patchout_freq": self.patchout_freq, "overlap": self.overlap}
 
 
-def model_fingerprint(model: torch.nn.Module) -> str:
-    """A digest of a model's weights (names, shapes, dtypes and sampled values) and its frontend normalisation."""
-    digest = hashlib.sha256()
-    config = getattr(model, "config", None)
-    if config is not None:
-        digest.update(json.dumps([type(model).__name__, getattr(config, "norm_mean", None),
-                                  getattr(config, "norm_std", None)]).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        flat = tensor.detach().reshape(-1)
-        step = max(1, flat.numel() // FINGERPRINT_SAMPLES)
-        sample = flat[::step][:FINGERPRINT_SAMPLES].to("cpu", torch.float32).contiguous().numpy()
-        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
-        digest.update(np.ascontiguousarray(sample).tobytes())
-    return digest.hexdigest()
-
-
 def spec_for(pipeline: Any, blocks: int | None, tokens: Sequence[str], patchout_time: int = 1,
              patchout_freq: Sequence[int] = (), overlap: float = 0.5, source: str | None = None,
              dim: int | None = None) -> EmbeddingSpec:
@@ -97,7 +75,7 @@ def spec_for(pipeline: Any, blocks: int | None, tokens: Sequence[str], patchout_
             dim = 1280
         else:
             dim = pipeline.config.width * len(tuple(tokens))
-    return EmbeddingSpec(str(getattr(pipeline.config, "name", type(model).__name__)), model_fingerprint(model), int(dim),
+    return EmbeddingSpec(str(getattr(pipeline.config, "name", type(model).__name__)), getattr(pipeline, "fingerprint", None) or model_fingerprint(model), int(dim),
                          blocks, tuple(tokens), patchout_time, tuple(patchout_freq), overlap, source)
 
 
@@ -121,7 +99,7 @@ def check_spec(expected: EmbeddingSpec, other: Any) -> None:
     if model is None:
         raise TypeError(f"expected a MaestPipeline or an EmbeddingSpec, got {type(other).__name__}")
     name = str(getattr(getattr(other, "config", None), "name", type(model).__name__))
-    fingerprint = model_fingerprint(model)
+    fingerprint = getattr(other, "fingerprint", None) or model_fingerprint(model)
     if fingerprint != expected.model_fingerprint:
         raise HeadMismatchError(
             f"this head was fitted on {expected.describe()}; the loaded model is {name} (weights {fingerprint[:12]}). "
