@@ -134,3 +134,11 @@ def test_top_genres_sums_styles_per_genre():
     labels = ["Rock---Punk", "Rock---Indie", "Electronic---Techno", "Jazz"]
     probabilities = np.array([[0.3, 0.3, 0.5, 0.1], [0.1, 0.1, 0.5, 0.0], [0.0, 0.0, 0.0, 0.9]])
     assert plots.top_genres(probabilities, labels) == ["Rock", "Electronic", "Jazz"]
+
+
+def test_neighbouring_segment_ticks_never_read_the_same():
+    # a 30.0 s track under a 30 s model: segments at frames 0 and 1 (0.016 s apart)
+    figure = plots.tag_timeline(np.full((2, 3), 0.5, np.float32), np.array([0.0, 0.016]), ["a", "b", "c"], top_k=3)
+    assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == ["0:00.000", "0:00.016"]
+    figure = plots.tag_timeline(np.full((3, 3), 0.5, np.float32), np.array([0.0, 15.0, 30.0]), ["a", "b", "c"], top_k=3)
+    assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == ["0:00", "0:15", "0:30"]

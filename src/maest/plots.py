@@ -96,8 +96,10 @@ def tag_timeline(
     n_segments = grid.shape[1]
     step = max(1, int(np.ceil(n_segments / MAX_TIME_TICKS)))
     ticks = list(range(0, n_segments, step))
-    # tenths of a second where ticks are closer than a second apart (short segments), else whole seconds
-    decimals = 1 if len(ticks) > 1 and np.min(np.diff(start_seconds[ticks])) < 1.0 else 0
+    # Enough decimals that neighbouring ticks read differently: whole seconds, tenths for short
+    # segments, milliseconds for a track one frame longer than a segment (starts 0 and 0.016 s).
+    gap = float(np.min(np.diff(start_seconds[ticks]))) if len(ticks) > 1 else 1.0
+    decimals = 0 if gap >= 1.0 else 1 if gap >= 0.1 else 3
     heat_ax.set_xticks(ticks, [mmss(start_seconds[i], decimals) for i in ticks])
     span = f" ({segment_seconds:g} s segments)" if segment_seconds else ""
     heat_ax.set_xlabel(f"segment start (mm:ss){span}")
