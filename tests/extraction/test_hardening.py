@@ -28,7 +28,7 @@ from maest.checkpoints import save_native
 from maest.checkpoints import fingerprint as fp
 from maest.cli import app
 from maest.configs import MaestConfig
-from maest.extraction import SettingsMismatchError, extract, read_table, resume, sinks
+from maest.extraction import SettingsMismatchError, extract, resume, sinks
 from maest.extraction.errors import NonFiniteOutputError, OutputNotWritableError
 from maest.failures import read_failures
 from maest.inference import EmbedOptions, load_model, top_labels
