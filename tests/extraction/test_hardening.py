@@ -402,6 +402,27 @@ def test_an_extension_subset_rerun_keeps_the_other_failures(tmp_path, audio_dir,
     assert sorted(Path(p).name for p in read_failures(out / "failures.tsv")) == ["empty.wav", "not_audio.mp3"]
 
 
+def test_a_stopped_run_keeps_the_failures_of_tracks_it_never_reached(tmp_path, audio_dir, pipeline):
+    music, out = tmp_path / "music", tmp_path / "out"
+    write_wav(music / "a.wav")
+    shutil.copy(audio_dir / "not_audio.mp3", music / "zz-bad.mp3")
+    extract([music], out, pipeline, blocks=2, progress=False)
+    assert [Path(p).name for p in read_failures(out / "failures.tsv")] == ["zz-bad.mp3"]
+    (out / "a.npy").unlink()  # a.wav is embedded again, then the run stops before zz-bad.mp3
+
+    def stops_after_one(items, pipeline, options, batch_size):
+        from maest.extraction.tracks import process
+
+        results = process(items, pipeline.batcher(pipeline.embedder(options), options, batch_size), pipeline.decoder)
+        yield next(r for r in results if r[2] is None)  # a.wav written; zz-bad.mp3 never reported
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        extract([music], out, pipeline, blocks=2, progress=False, engine=stops_after_one)
+    assert (out / "a.npy").is_file()
+    assert [Path(p).name for p in read_failures(out / "failures.tsv")] == ["zz-bad.mp3"]
+
+
 # -- 11, 12. careless calls -----------------------------------------------------------------------------
 def test_a_single_path_is_one_input(tmp_path, pipeline, monkeypatch):
     monkeypatch.chdir(tmp_path)

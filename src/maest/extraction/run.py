@@ -206,6 +206,10 @@ def extract(
     for path, reason in missing:
         record_failure(summary, path, reason, failures_file)
     todo, summary.skipped = pending_items(items, sink)
+    # Paths whose outcome this run knows (already written, or processed now): their old failure
+    # lines are replaced. Inputs a stopped run never reached keep theirs.
+    waiting = {id(item) for item in todo}
+    settled = [str(item.path) for item in items if id(item) not in waiting] + [path for path, _ in missing]
 
     from tqdm.auto import tqdm
 
@@ -222,6 +226,7 @@ def extract(
                     record_failure(summary, str(item.path), reason, failures_file)
                 else:
                     write_result(sink, item.key, result, summary, str(item.path), failures_file)
+                settled.append(str(item.path))
                 elapsed = time.perf_counter() - work_started
                 bar.set_postfix_str(f"{summary.audio_seconds / 3600:.2f} h audio, "
                                     f"{summary.audio_seconds / max(elapsed, 1e-9):.1f} audio s/s, {summary.failed} failed")
@@ -230,10 +235,9 @@ def extract(
         finally:
             bar.close()
             sink.flush()  # finished tracks are kept (a parquet part) even when the run stops early
-            # Merged by path: failures of inputs this run did not look at (an earlier, larger run) stay;
-            # the lines this run appended are folded into one per path.
-            write_failures(failures_file, summary.failures, merge=True,
-                           resolved=[str(item.path) for item in items] + [path for path, _ in missing])
+            # Merged by path: failures of inputs this run did not settle (an earlier, larger run, or
+            # tracks a stopped run never reached) stay; the lines this run appended fold into one per path.
+            write_failures(failures_file, summary.failures, merge=True, resolved=settled)
             summary.elapsed_seconds = time.perf_counter() - started
     return summary
 
