@@ -312,3 +312,18 @@ def test_head_folder_errors(multi_head, tmp_path):
     (copy / "head.json").write_text(json.dumps(meta))
     with pytest.raises(HeadFormatError, match="upgrade maest"):
         load_head(copy)
+
+
+def test_a_rerun_at_another_precision_uses_its_own_cache(data, tmp_path):
+    import maest
+
+    from maest.heads import fit_head
+
+    tree = data["root"] / "fit"
+    checkpoint = data["root"] / "tiny0.safetensors"
+    first = fit_head(tree, tmp_path / "h32", model=maest.load_model(checkpoint, "cpu", precision="fp32"),
+                     blocks=2, cache_dir=tmp_path / "cache", progress=False)
+    second = fit_head(tree, tmp_path / "h16", model=maest.load_model(checkpoint, "cpu", precision="bf16"),
+                      blocks=2, cache_dir=tmp_path / "cache", progress=False)  # refused before: one cache folder
+    assert first.labels == second.labels
+    assert len([p for p in (tmp_path / "cache").rglob("maest-embed.json")]) == 2

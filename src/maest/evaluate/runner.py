@@ -19,7 +19,7 @@ import numpy as np
 
 from maest.atomic import atomic_write_text
 from maest.evaluate.datasets import Dataset, MissingAudioError, check_audio, drop_paths, load_dataset
-from maest.evaluate.features import segments_key
+from maest.evaluate.features import precision_key, segments_key
 from maest.metrics import TaggingScores, markdown_table
 from maest.evaluate.probe import ProbeData, get_protocol, grid_search
 
@@ -212,7 +212,8 @@ def run_eval(
     tag = model_tag(model)
     letters = "".join(t[0] for t in tokens)
     freq = "-".join(str(r) for r in patchout_freq) or "none"
-    settings_key = f"b{blocks}-{letters}-t{patchout_time}-f{freq}-o{overlap}{segments_key(segments)}"
+    settings_key = (f"b{blocks}-{letters}-t{patchout_time}-f{freq}-o{overlap}{segments_key(segments)}"
+                    f"{precision_key(pipeline.precision)}")
     embeddings_dir = output / "embeddings" / tag / settings_key
     failures = extract_dataset_embeddings(dataset, audio_root, pipeline, embeddings_dir, blocks, tokens, patchout_time,
                                           patchout_freq, overlap, batch_size, decode_workers, progress, segments)

@@ -17,19 +17,21 @@ from typing import Any
 import numpy as np
 
 from maest.evaluate.datasets import Dataset, Split
+from maest.evaluate.features import precision_key
 from maest.evaluate.runner import embedding_file, extract_dataset_embeddings, load_embeddings
 from maest.heads.labels import LabelSet
 from maest.heads.spec import EmbeddingSpec
 
 
-def cache_folder(base: str | os.PathLike, spec: EmbeddingSpec, audio_root: Path) -> Path:
-    """``base/<model>-<weights>/b7-cda-t1-fnone-o0.5-root<hash>``: one folder per way of embedding a root."""
+def cache_folder(base: str | os.PathLike, spec: EmbeddingSpec, audio_root: Path, precision: str = "fp32") -> Path:
+    """``base/<model>-<weights>/b7-cda-t1-fnone-o0.5-root<hash>`` (``-bf16``... for another precision):
+    one folder per way of embedding a root."""
     model = re.sub(r"[^A-Za-z0-9._-]+", "_", spec.model_name) or "model"
     letters = "".join(t[0] for t in spec.tokens)
     freq = "-".join(str(r) for r in spec.patchout_freq) or "none"
     root = hashlib.sha256(str(audio_root.resolve()).encode()).hexdigest()[:8]
     return (Path(base) / f"{model}-{spec.model_fingerprint[:12]}"
-            / f"b{spec.blocks}-{letters}-t{spec.patchout_time}-f{freq}-o{spec.overlap}-root{root}")
+            / f"b{spec.blocks}-{letters}-t{spec.patchout_time}-f{freq}-o{spec.overlap}-root{root}{precision_key(precision)}")
 
 
 def embed_label_set(labels: LabelSet, pipeline: Any, spec: EmbeddingSpec, folder: Path, batch_size: int = 8,

@@ -160,7 +160,8 @@ def fit_head(
     if isinstance(model, (str, os.PathLike)):
         source = str(Path(model).resolve()) if Path(model).exists() else str(model)
     spec = spec_for(pipeline, blocks, options.tokens, patchout_time, options.patchout_freq, overlap, source)
-    folder = cache_folder(cache_dir if cache_dir is not None else output / "embeddings", spec, label_set.audio_root)
+    folder = cache_folder(cache_dir if cache_dir is not None else output / "embeddings", spec, label_set.audio_root,
+                          pipeline.precision)
     x, kept, skipped = embed_label_set(label_set, pipeline, spec, folder, batch_size, decode_workers, progress)
     skipped_file = _write_skipped(output, skipped)
     missing = sum(r.startswith("missing") for _, r in skipped)
