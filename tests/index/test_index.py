@@ -217,7 +217,7 @@ def tone_collection(tmp_path_factory):
     from maest.extraction import extract
     from maest.inference import load_model
     from maest.train.demo import class_frequencies, synthesize
-    from tests.eval_data import tiny_model
+    from eval_data import tiny_model
 
     root = tmp_path_factory.mktemp("tones")
     rng = np.random.default_rng(0)
@@ -264,6 +264,12 @@ def test_similar_embeds_an_audio_query_with_the_index_spec(tone_collection, tmp_
     assert mi.similar(tmp_path / "ix", "class3/t1.npy", k=3)[0][0] != "class3/t1.npy"  # a key excludes itself
     mi.build_index(root / "parquet", tmp_path / "table")  # its spec names the model "tiny-0": pass the model
     assert mi.similar(tmp_path / "table", query, k=3, model=pipeline)[0] == ("class3/t1.wav", pytest.approx(1.0, abs=1e-4))
+    from eval_data import tiny_model
+    from maest.inference import load_model
+
+    other = load_model(tiny_model(tmp_path / "other", seed=5), "cpu")
+    with pytest.raises(mi.SimilarityIndexError, match="other weights"):  # a query from another model's space
+        mi.similar(tmp_path / "ix", query, k=3, model=other)
 
 
 def test_parquet_tables_of_a_sharded_run_are_indexed_together(tmp_path):

@@ -159,9 +159,11 @@ def map_command(
             head = load_head(color_by)
     except (OSError, ValueError, RuntimeError, ImportError) as error:
         fail(f"{type(error).__name__}: {error}")
-    if head is not None and head.dim != collection.vectors.shape[1]:
-        fail(f"the head reads {head.dim}-dim embeddings, {embeddings} holds {collection.vectors.shape[1]}-dim ones: "
-             "embed with the head's settings (see its head.json)")
+    if head is not None:
+        problem = _head_mismatch(head, collection.spec, collection.vectors.shape[1])
+        if problem:
+            fail(f"the head at {color_by} does not read these embeddings ({problem}): embed with the head's "
+                 "settings (see its head.json) or colour by genre")
     colours = None
     try:
         if head is not None:
@@ -195,3 +197,22 @@ def _genres(keys: list[str], audio_root: Path | None, model: str, device: str | 
     if missing:
         typer.echo(f"{missing} of {len(keys)} tracks have no readable audio: coloured 'unknown'", err=True)
     return [genre.get(str(p), "unknown") if p is not None else "unknown" for p in paths]
+
+
+def _head_mismatch(head, spec: dict, dim: int) -> str | None:
+    """What differs between the embeddings a head reads and an embed output's settings (None: they fit).
+
+    Same width is not enough: block 7 and block 12 of one model, or two models, give equal sizes."""
+    wanted = head.spec
+    if head.dim != dim:
+        return f"{head.dim}-dim embeddings, not {dim}-dim"
+    if spec.get("weights") is not None and spec["weights"] != wanted.model_fingerprint:
+        return "another model's weights"
+    recorded = {"blocks": spec.get("blocks"), "tokens": tuple(spec.get("tokens") or ()),
+                "patchout_time": spec.get("patchout_time"), "patchout_freq": tuple(spec.get("patchout_freq") or ()),
+                "overlap": spec.get("overlap")}
+    expected = {"blocks": wanted.blocks, "tokens": tuple(wanted.tokens), "patchout_time": wanted.patchout_time,
+                "patchout_freq": tuple(wanted.patchout_freq), "overlap": wanted.overlap}
+    differ = [f"{k} {recorded[k]!r} (head: {expected[k]!r})" for k in expected
+              if spec.get(k) is not None and recorded[k] != expected[k]]
+    return "; ".join(differ) or None

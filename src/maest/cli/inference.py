@@ -145,13 +145,16 @@ def tag_command(
         fail(f"--format must be table, json or tsv, got {output_format!r}")
     if plot is not None:
         require("eval", "matplotlib")
+    if head is not None and (overlap != 0.5 or crop is not None or segments != "maest"):
+        fail("--overlap, --crop and --segments do not apply with --head: a head embeds tracks the way it was "
+             "fitted (see its head.json)")
     try:
         fitted = None
         if head is not None:
             from maest.heads import load_head, model_for_head
 
             fitted = load_head(head)
-            pipeline = model_for_head(fitted, model, device, batch_size)
+            pipeline = model_for_head(fitted, model, device, batch_size, precision)
             mode, options = "embed", EmbedOptions(**fitted.spec.embed_kwargs())
         else:
             pipeline = load_model(model or DEFAULT_MODEL, device, batch_size, precision)

@@ -19,7 +19,7 @@ def _as_head(head: Head | str | os.PathLike) -> Head:
 
 
 def model_for_head(head: Head | str | os.PathLike, model: Any = None, device: str | None = None,
-                   batch_size: int = 8) -> Any:
+                   batch_size: int = 8, precision: str | None = None) -> Any:
     """The pipeline a head reads: ``model`` if given, else the one it was fitted with (checked either way)."""
     from maest.inference import MaestPipeline, load_model
 
@@ -29,7 +29,7 @@ def model_for_head(head: Head | str | os.PathLike, model: Any = None, device: st
         if model is None:
             raise HeadMismatchError(f"this head was fitted on an in-memory model ({head.spec.describe()}); "
                                     "pass that model (--model)")
-    pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size)
+    pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size, precision)
     head.check_compatible(pipeline)
     return pipeline
 

@@ -23,11 +23,17 @@ def embed_like_index(index: Index, audio_file: str | os.PathLike, model=None, de
     if model is None:
         raise SimilarityIndexError(f"the index at {index.directory} does not record the model its embeddings "
                                    "came from (no maest-embed.json when it was built); pass model=...")
-    pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device)
+    pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, precision=spec.get("precision"))
+    recorded = spec.get("weights")
+    if recorded is not None and recorded != pipeline.fingerprint:
+        raise SimilarityIndexError(
+            f"the index at {index.directory} holds embeddings of other weights ({recorded[:12]}) than the model "
+            f"given ({pipeline.fingerprint[:12]}): its neighbours would be meaningless; pass the model it was "
+            "built from")
     return pipeline.embed(
         audio_file, blocks=spec.get("blocks", 7), tokens=tuple(spec.get("tokens", ("cls", "dist", "avg"))),
         patchout_time=spec.get("patchout_time", 1), patchout_freq=tuple(spec.get("patchout_freq", ())),
-        overlap=spec.get("overlap", 0.5), crop=spec.get("crop"),
+        overlap=spec.get("overlap", 0.5), crop=spec.get("crop"), segments=spec.get("segments", "maest"),
     )
 
 
