@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import pytest
 
 from conftest import BAD_CLIPS, SHARED_DATA
@@ -74,10 +75,12 @@ def bad_count() -> int:
 
 def test_ray_engine_writes_what_the_local_engine_writes(cluster, tmp_path, checkpoint):
     root = collection(tmp_path / "music", 6)
+    huge = (1e20 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)
+    sf.write(root / "huge.wav", huge, 16000, subtype="FLOAT")  # finite samples, a non-finite mel
     options = dict(blocks=2, per_segment=True, output_format="npz", progress=False)
     local = extract([root], tmp_path / "local", str(checkpoint), **options)
     distributed = extract_ray([root], tmp_path / "ray", str(checkpoint), concurrency=1, **options)
-    assert (distributed.succeeded, distributed.failed, distributed.skipped) == (6, bad_count(), 0)
+    assert (distributed.succeeded, distributed.failed, distributed.skipped) == (6, bad_count() + 1, 0)
     assert (local.succeeded, local.failed) == (distributed.succeeded, distributed.failed)
     assert sorted(distributed.failures) == sorted(local.failures)
     assert distributed.audio_seconds == pytest.approx(local.audio_seconds)

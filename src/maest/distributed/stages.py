@@ -23,6 +23,7 @@ import torch
 from maest import audio
 from maest.batching import TrackResult
 from maest.decode import DecodeFailure, TrackMel, decode
+from maest.extraction.tracks import NONFINITE_MEL
 from maest.inference import EmbedOptions, MaestPipeline
 
 DECODE_IN_ACTOR = -1
@@ -109,6 +110,9 @@ class TrackEmbedder:
             else:
                 array = np.frombuffer(row["mel"], np.float32).reshape(row["n_mels"], row["frames"])
                 mel, duration = torch.from_numpy(array.copy()), row["duration"]
+            if not torch.isfinite(mel).all():  # as the local engine: never through the model
+                errors[index] = NONFINITE_MEL
+                continue
             results.update(batcher.add(index, mel, duration))
         results.update(batcher.finish())
         return result_table([(row["key"], row["path"]) for row in rows], results, errors)
