@@ -114,9 +114,7 @@ class Tagger:
         styles = [(self.pipeline.labels[i], float(track[i])) for i in order]
         request = self.output_dir / uuid.uuid4().hex[:12]
         request.mkdir()
-        title = f"{name} ({plots.mmss(duration)}) — {plots.model_name(self.pipeline)}"
-        segment_seconds = self.pipeline.config.segment_frames * 0.016
-        figure = plots.tag_timeline(probabilities, starts, self.pipeline.labels, self.top_k, title, segment_seconds)
+        figure = plots.track_timeline(self.pipeline, name, probabilities, starts, duration, self.top_k)
         stem = Path(name).stem or "track"
         timeline = plots.save_figure(figure, request / f"{stem}.png")
         embedding_file = request / f"{stem}.npy"

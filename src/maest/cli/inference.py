@@ -152,6 +152,7 @@ def tag_command(
         fitted = None
         if head is not None:
             from maest.heads import load_head, model_for_head
+            from maest.heads.tag import head_tags
 
             fitted = load_head(head)
             pipeline = model_for_head(fitted, model, device, batch_size, precision)
@@ -171,13 +172,10 @@ def tag_command(
             succeeded += 1
             if fitted is not None:  # the head reads the track's mean embedding (as it was fitted)
                 per_segment = fitted.predict(result.outputs)
-                probabilities = fitted.predict(result.track[None])[0]
-                decisions = fitted.decide(probabilities[None])[0]
-                top = [(label, p, bool(decisions[fitted.labels.index(label)]))
-                       for label, p in top_labels(probabilities, fitted.labels, top_k)]
+                top = head_tags(fitted, result.track)[:top_k]
             else:
-                per_segment, probabilities = result.outputs, result.track
-                top = [(label, p, None) for label, p in top_labels(probabilities, pipeline.labels, top_k)]
+                per_segment = result.outputs
+                top = [(label, p, None) for label, p in top_labels(result.track, pipeline.labels, top_k)]
             _print_tags(path, top, output_format, json)
             if plot is not None:
                 _plot(pipeline, path, per_segment, result, max(top_k, 10), fitted, plot, plots_written)
