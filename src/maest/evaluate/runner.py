@@ -19,7 +19,7 @@ import numpy as np
 
 from maest.atomic import atomic_write_text
 from maest.evaluate.datasets import Dataset, MissingAudioError, check_audio, drop_paths, load_dataset
-from maest.evaluate.features import precision_key, segments_key
+from maest.evaluate.features import precision_key, segments_key, token_letters
 from maest.metrics import TaggingScores, markdown_table
 from maest.evaluate.probe import ProbeData, get_protocol, grid_search
 
@@ -210,7 +210,7 @@ def run_eval(
     if not 1 <= blocks <= depth:
         raise EvalError(f"blocks={blocks} but the model has {depth} blocks; pass blocks in 1..{depth}")
     tag = model_tag(model)
-    letters = "".join(t[0] for t in tokens)
+    letters = token_letters(tokens)
     freq = "-".join(str(r) for r in patchout_freq) or "none"
     settings_key = (f"b{blocks}-{letters}-t{patchout_time}-f{freq}-o{overlap}{segments_key(segments)}"
                     f"{precision_key(pipeline.precision)}")

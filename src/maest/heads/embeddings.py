@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from maest.evaluate.datasets import Dataset, Split
-from maest.evaluate.features import precision_key
+from maest.evaluate.features import precision_key, token_letters
 from maest.evaluate.runner import embedding_file, extract_dataset_embeddings, load_embeddings
 from maest.heads.labels import LabelSet
 from maest.heads.spec import EmbeddingSpec
@@ -27,7 +27,7 @@ def cache_folder(base: str | os.PathLike, spec: EmbeddingSpec, audio_root: Path,
     """``base/<model>-<weights>/b7-cda-t1-fnone-o0.5-root<hash>`` (``-bf16``... for another precision):
     one folder per way of embedding a root."""
     model = re.sub(r"[^A-Za-z0-9._-]+", "_", spec.model_name) or "model"
-    letters = "".join(t[0] for t in spec.tokens)
+    letters = token_letters(spec.tokens)
     freq = "-".join(str(r) for r in spec.patchout_freq) or "none"
     root = hashlib.sha256(str(audio_root.resolve()).encode()).hexdigest()[:8]
     return (Path(base) / f"{model}-{spec.model_fingerprint[:12]}"
