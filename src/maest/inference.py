@@ -264,7 +264,9 @@ class MaestPipeline:
         """``(key, mel, duration)`` tracks -> ``(key, result)`` as each completes, batching across tracks."""
         return self.batcher(self.runner(mode, options), options, batch_size).run(tracks)
 
-    def _one(self, audio, mode: Mode, options: EmbedOptions, sample_rate: int, batch_size: int | None) -> TrackResult:
+    def run_track(self, audio: str | os.PathLike | np.ndarray, mode: Mode, options: EmbedOptions,
+                  sample_rate: int = frontend.SAMPLE_RATE, batch_size: int | None = None) -> TrackResult:
+        """One track (file or waveform) -> its per-segment outputs (``mode`` "embed" or "tag") and starts."""
         mel, duration = self.mel(audio, sample_rate)
         results = list(self.run_tracks([(0, mel, duration)], mode, options, batch_size))
         return results[0][1]
@@ -294,7 +296,7 @@ class MaestPipeline:
         (:mod:`maest.segments`).
         """
         options = EmbedOptions(blocks, tokens, patchout_time, tuple(patchout_freq), overlap, crop, segments)
-        result = self._one(audio, "embed", options, sample_rate, batch_size)
+        result = self.run_track(audio, "embed", options, sample_rate, batch_size)
         return (result.outputs, result.start_seconds) if per_segment else result.track
 
     def predict(self, audio: str | os.PathLike | np.ndarray, overlap: float = 0.5, crop: str | None = None,
@@ -302,7 +304,7 @@ class MaestPipeline:
                 segments: str = "maest") -> np.ndarray:
         """Class probabilities of a track: the mean over segments of the sigmoid outputs."""
         options = EmbedOptions(blocks=None, overlap=overlap, crop=crop, segments=segments)
-        return self._one(audio, "tag", options, sample_rate, batch_size).track
+        return self.run_track(audio, "tag", options, sample_rate, batch_size).track
 
     def tag(self, audio: str | os.PathLike | np.ndarray, top_k: int | None = 5, overlap: float = 0.5,
             crop: str | None = None, sample_rate: int = frontend.SAMPLE_RATE,

@@ -255,16 +255,14 @@ def segment_probabilities(
     from maest.app.protocols import head_embed_options
     from maest.inference import EmbedOptions
 
-    mel, duration = pipeline.mel(audio_path)
     if head is None:
         mode, options = "tag", EmbedOptions(blocks=None, overlap=overlap)
     else:  # the head's embedding spec (blocks, tokens, patchout), else block 7 cls+dist+avg
         spec = {"overlap": overlap, **head_embed_options(head, embedding_blocks(pipeline))}
         mode, options = "embed", EmbedOptions(**spec)
-    # seam: inference core
-    (_, result), = pipeline.run_tracks([(0, mel, duration)], mode, options)
+    result = pipeline.run_track(audio_path, mode, options)
     outputs = result.outputs if head is None else np.asarray(head.predict(result.outputs), dtype=np.float32)
-    return outputs, np.asarray(result.start_seconds), float(duration)
+    return outputs, np.asarray(result.start_seconds), float(result.duration)
 
 
 def model_name(pipeline: "MaestPipeline") -> str:
