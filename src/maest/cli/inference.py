@@ -135,8 +135,6 @@ def tag_command(
     precision: PrecisionOpt = None,
 ) -> None:
     """Print the most probable Discogs styles (or the checkpoint's, or a head's labels) of each track."""
-    import json
-
     from maest.extraction import run_files
     from maest.inference import EmbedOptions, load_model, top_labels
 
@@ -176,7 +174,7 @@ def tag_command(
             else:
                 per_segment = result.outputs
                 top = [(label, p, None) for label, p in top_labels(result.track, pipeline.labels, top_k)]
-            _print_tags(path, top, output_format, json)
+            _print_tags(path, top, output_format)
             if plot is not None:
                 _plot(pipeline, path, per_segment, result, max(top_k, 10), fitted, plot, plots_written)
     except (OSError, ValueError, RuntimeError) as error:
@@ -187,8 +185,10 @@ def tag_command(
         fail(f"no track was tagged ({failed} failed)")
 
 
-def _print_tags(path: str, top: list, output_format: str, json) -> None:
+def _print_tags(path: str, top: list, output_format: str) -> None:
     """One track's tags; ``on`` is None without a head."""
+    import json
+
     if output_format == "json":
         tags = [{"label": label, "probability": round(p, 6), **({} if on is None else {"on": on})}
                 for label, p, on in top]
