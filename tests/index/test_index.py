@@ -134,8 +134,9 @@ def test_auto_index_turns_approximate_when_adds_cross_the_threshold(tmp_path, mo
     monkeypatch.setattr(mi.search, "EXACT_MAX_VALUES", 100 * 16)
     vectors = clustered(150, 16, clusters=4)
     keys = keys_for(150)
-    assert mi.build_index(mi.EmbeddingSet(keys[:100], vectors[:100]), tmp_path / "ix").kind == "exact"
-    report = mi.add_to_index(tmp_path / "ix", mi.EmbeddingSet(keys, vectors))
+    spec = {"model": "m", "blocks": 7}
+    assert mi.build_index(mi.EmbeddingSet(keys[:100], vectors[:100], spec), tmp_path / "ix").kind == "exact"
+    report = mi.add_to_index(tmp_path / "ix", mi.EmbeddingSet(keys, vectors, spec))
     assert report.kind == "approximate" and len(report.added) == 50
     index = mi.load(tmp_path / "ix", ef_search=200)
     order, _ = brute_force(vectors, vectors[120], 5, skip=120)
@@ -145,14 +146,16 @@ def test_auto_index_turns_approximate_when_adds_cross_the_threshold(tmp_path, mo
 def test_pca_and_float16_shrink_memory_and_add_reuses_the_projection(tmp_path):
     vectors, labels = clustered_with_labels(500, 256, clusters=10, seed=4)
     keys = keys_for(500)
-    full = mi.build_index(mi.EmbeddingSet(keys[:400], vectors[:400]), tmp_path / "full")
-    small = mi.build_index(mi.EmbeddingSet(keys[:400], vectors[:400]), tmp_path / "small", pca_dims=32, dtype="float16")
+    spec = {"model": "m", "blocks": 7}
+    full = mi.build_index(mi.EmbeddingSet(keys[:400], vectors[:400], spec), tmp_path / "full")
+    small = mi.build_index(mi.EmbeddingSet(keys[:400], vectors[:400], spec), tmp_path / "small", pca_dims=32,
+                           dtype="float16")
     assert small.dims == 32 and small.source_dims == 256
     assert 0.3 < small.pca_explained_variance <= 1.0
     assert small.memory_bytes < full.memory_bytes / 10
-    mean_before = np.load(tmp_path / "small" / "pca.npz")["mean"]
-    mi.add_to_index(tmp_path / "small", mi.EmbeddingSet(keys, vectors))
-    np.testing.assert_array_equal(np.load(tmp_path / "small" / "pca.npz")["mean"], mean_before)
+    mean_before = mi.load(tmp_path / "small").pca.mean
+    mi.add_to_index(tmp_path / "small", mi.EmbeddingSet(keys, vectors, spec))
+    np.testing.assert_array_equal(mi.load(tmp_path / "small").pca.mean, mean_before)
     index = mi.load(tmp_path / "small")
     assert len(index) == 500
     rows = {key: row for row, key in enumerate(keys)}
@@ -202,7 +205,7 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     other = write_tree(tmp_path / "other", ["x.npy"], vectors[:1], spec={"model": "m", "blocks": 12, "format": "parquet"})
     with pytest.raises(mi.SpecMismatchError, match="blocks: 7 in the index, 12 in"):
         mi.add_to_index(tmp_path / "ix", other)
-    (tmp_path / "ix" / "paths.txt").write_text("a\n")  # an index folder whose files disagree
+    (tmp_path / "ix" / mi.load(tmp_path / "ix").generation / "paths.txt").write_text("a\n")  # files that disagree
     with pytest.raises(mi.IndexFormatError, match="1 paths, 20 vectors"):
         mi.load(tmp_path / "ix")
 

@@ -15,6 +15,8 @@ head_app = typer.Typer(help="Own-label heads: fit a small tagger for your labels
                        no_args_is_help=True)
 index_app = typer.Typer(help="Similarity index over an `maest embed` output (npy tree or parquet table).",
                         no_args_is_help=True)
+WaitOpt = Annotated[float, typer.Option(
+    "--wait", min=0.0, help="Seconds to wait while another process writes the index, then stop with 'index busy'.")]
 
 
 @head_app.command("fit")
@@ -75,13 +77,15 @@ def index_build_command(
         "--pca-dims", min=1, help="Project to this many dims (fitted on the collection) to bound memory.")] = None,
     dtype: Annotated[str, typer.Option("--dtype", help="float32, or float16 to halve memory.")] = "float32",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing index in OUTPUT.")] = False,
+    wait: WaitOpt = 300.0,
 ) -> None:
     """Index a collection's embeddings for cosine similarity search."""
     require("index", "faiss")
     from maest.index import build_index
 
     try:
-        info = build_index(embeddings, output, kind=kind, pca_dims=pca_dims, dtype=dtype, overwrite=overwrite)
+        info = build_index(embeddings, output, kind=kind, pca_dims=pca_dims, dtype=dtype, overwrite=overwrite,
+                           wait=wait, on_wait=_tell)
     except (OSError, ValueError, ImportError) as error:  # SimilarityIndexError is a ValueError
         fail(f"{type(error).__name__}: {error}")
     typer.echo(info.summary())
@@ -91,18 +95,31 @@ def index_build_command(
 def index_add_command(
     index: Annotated[Path, typer.Argument(help="Index folder (maest index build).")],
     embeddings: Annotated[Path, typer.Argument(help="An `maest embed` output with the same settings.")],
+    assume_spec: Annotated[bool, typer.Option(
+        "--assume-spec", help="Add even when EMBEDDINGS or the index records no embedding settings "
+                              "(no maest-embed.json): you vouch that both come from the same model and settings.")] = False,
+    wait: WaitOpt = 300.0,
 ) -> None:
     """Add the tracks of EMBEDDINGS that the index does not hold yet (no rebuild); removed tracks are reported."""
     require("index", "faiss")
     from maest.index import add_to_index
 
     try:
-        report = add_to_index(index, embeddings)
+        report = add_to_index(index, embeddings, assume_spec=assume_spec, wait=wait, on_wait=_tell)
     except (OSError, ValueError, ImportError) as error:
         fail(f"{type(error).__name__}: {error}")
     typer.echo(report.summary())
     for key in report.missing[:10]:
         typer.echo(f"  no longer in the embeddings: {key}", err=True)
+
+
+def _tell(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _tsv_field(text: str) -> str:
+    """``text`` as one TSV field: backslash, tab, newline and carriage return written as ``\\ \\t \\n \\r``."""
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def similar_command(
@@ -113,7 +130,8 @@ def similar_command(
     model: Annotated[Optional[str], typer.Option(
         "--model", "-m", help="Model for an audio query (default: the one the index's embeddings were made with).")] = None,
     device: DeviceOpt = None,
-    output_format: Annotated[str, typer.Option("--format", help="table or tsv (key, similarity).")] = "table",
+    output_format: Annotated[str, typer.Option(
+        "--format", help="table or tsv; both key then similarity (tsv: tab, newline, backslash escaped as \\t \\n \\\\).")] = "table",
 ) -> None:
     """Print the tracks most similar to QUERY (cosine similarity, most similar first)."""
     require("index", "faiss")
@@ -126,8 +144,11 @@ def similar_command(
     except (OSError, ValueError, RuntimeError, ImportError) as error:  # unknown keys say what to do
         fail(f"{type(error).__name__}: {error}")
     width = max((len(key) for key, _ in results), default=0)
-    for key, similarity in results:
-        typer.echo(f"{key}\t{similarity:.4f}" if output_format == "tsv" else f"{similarity:7.4f}  {key:<{width}}")
+    for key, similarity in results:  # key first in both, as in every maest TSV (path first): see the README
+        if output_format == "tsv":
+            typer.echo(f"{_tsv_field(key)}\t{similarity:.4f}")
+        else:
+            typer.echo(f"{key:<{width}}  {similarity:7.4f}")
 
 
 def map_command(

@@ -16,19 +16,26 @@ growing linearly while HNSW's does not (``benchmarks/results/index.md``). ``pca_
 the collection, explained variance reported) and ``dtype="float16"`` shrink the stored vectors,
 and so move the threshold, which counts stored values.
 
+**Writing.** One writer at a time per folder (a lock file; others wait, bounded, then
+:class:`IndexBusyError`), and each write commits a new generation with one rename, so a killed
+writer leaves the old or the new index (:mod:`maest.index.store`). Adding embeddings whose spec is
+unknown on either side needs ``assume_spec=True``.
+
 Per-segment embeddings (``--per-segment``) are averaged to one vector per track, as ``maest embed``
 does for its track embeddings.
 """
 
+from maest.index.lock import IndexBusyError
 from maest.index.query import embed_like_index, similar
 from maest.index.search import (EXACT_MAX_VALUES, AddReport, Index, IndexExistsError, IndexFormatError,
-                                IndexInfo, UnknownKeyError, add_to_index, build_index, choose_kind, load)
+                                IndexInfo, UnknownKeyError, UnknownSpecError, add_to_index, build_index, choose_kind,
+                                load)
 from maest.index.sources import (DimensionMismatchError, EmbeddingSet, EmptySourceError, SimilarityIndexError,
                                  SpecMismatchError, read_embeddings)
 
 __all__ = [
     "EXACT_MAX_VALUES", "AddReport", "DimensionMismatchError", "EmbeddingSet", "EmptySourceError", "Index",
-    "IndexExistsError", "IndexFormatError", "IndexInfo", "SimilarityIndexError", "SpecMismatchError",
-    "UnknownKeyError", "add_to_index", "build_index", "choose_kind", "embed_like_index", "load",
+    "IndexBusyError", "IndexExistsError", "IndexFormatError", "IndexInfo", "SimilarityIndexError", "SpecMismatchError",
+    "UnknownKeyError", "UnknownSpecError", "add_to_index", "build_index", "choose_kind", "embed_like_index", "load",
     "read_embeddings", "similar",
 ]

@@ -1,24 +1,25 @@
 """The index folder: build it from embeddings, load it, search it, add tracks to it.
 
-Folder layout (every file written atomically; ``index.json`` last, so it names a complete state):
-``vectors.npy`` (exact float32) or ``vectors.faiss`` (the faiss structure), ``paths.txt`` (one key per row, row order),
-``pca.npz`` (mean, components, explained variance; only with PCA) and ``index.json``.
+The folder layout and its atomic commits are :mod:`maest.index.store`'s; writers (build, add) hold
+the folder's lock (:mod:`maest.index.lock`), so two of them never interleave.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from maest.atomic import atomic_write_text
-from maest.index import sources, vectors
-from maest.index.sources import DimensionMismatchError, EmbeddingSet, SimilarityIndexError
+from maest.index import sources, store, vectors
+from maest.index.lock import DEFAULT_WAIT_SECONDS, writer_lock
+from maest.index.sources import SETTINGS_FILE, DimensionMismatchError, EmbeddingSet, SimilarityIndexError, SpecMismatchError
+from maest.index.store import INFO_FILE, IndexFormatError
 
 Kind = Literal["auto", "exact", "approximate"]
 KINDS = ("auto", "exact", "approximate")
@@ -28,16 +29,15 @@ METRICS = ("cosine",)
 # numpy took ~0.5 ms per 1000 2304-d vectors on an idle 2-core machine, so ~10 ms at 20,000
 # (benchmarks/results/index.md); beyond it HNSW answers faster for a one-off build.
 EXACT_MAX_VALUES = 20_000 * 2304
-INFO_FILE, PATHS_FILE, PCA_FILE = "index.json", "paths.txt", "pca.npz"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: generation folders (maest.index.store); 1 (maest 0.2): files beside index.json
 
 
 class IndexExistsError(SimilarityIndexError):
     """``build_index`` into a folder that already holds an index."""
 
 
-class IndexFormatError(SimilarityIndexError):
-    """The folder is not a readable index (missing files, counts that disagree)."""
+class UnknownSpecError(SpecMismatchError):
+    """The index or the added embeddings record no spec, so maest cannot tell whether they match."""
 
 
 class UnknownKeyError(SimilarityIndexError, KeyError):
@@ -107,8 +107,10 @@ def _version() -> str:
 class Index:
     """A loaded similarity index: :meth:`search` by key or vector, :meth:`add` tracks, :meth:`missing`."""
 
-    def __init__(self, directory: Path, info: IndexInfo, structure, keys: list[str], pca: vectors.Pca | None):
+    def __init__(self, directory: Path, info: IndexInfo, structure, keys: list[str], pca: vectors.Pca | None,
+                 generation: str | None = None):
         self.directory, self.info, self.structure, self.keys, self.pca = directory, info, structure, keys, pca
+        self.generation = generation  # the committed state this object holds (None: a format-1 folder)
         self._rows = {key: row for row, key in enumerate(keys)}
         self._stems: dict[str, int | None] = {}
         for row, key in enumerate(keys):  # "a/b.npy" is also found as "a/b" and "a/b.wav" when unambiguous
@@ -180,56 +182,94 @@ class Index:
         """Indexed keys that ``source`` (the embed output the index was built from) no longer holds."""
         return sources.missing_keys(self.keys, sources.read_embeddings(source))
 
-    def add(self, source: str | os.PathLike | EmbeddingSet) -> AddReport:
-        """Add the tracks of ``source`` not yet indexed (PCA reused, no rebuild) and save the folder."""
+    def add(self, source: str | os.PathLike | EmbeddingSet, *, assume_spec: bool = False,
+            wait: float = DEFAULT_WAIT_SECONDS, on_wait: Callable[[str], None] | None = None) -> AddReport:
+        """Add the tracks of ``source`` not yet indexed (PCA reused, no rebuild) and commit the folder.
+
+        Holds the folder's writer lock (waiting up to ``wait`` seconds for another writer) and first
+        catches up with what other writers committed since this index was loaded. ``assume_spec``:
+        accept embeddings when the index or ``source`` records no embedding spec (see
+        :func:`check_known_spec`); a spec that differs is refused all the same.
+        """
         started = time.perf_counter()
         data = sources.read_embeddings(source)
-        sources.check_spec(self.info.embedding_spec, data.spec, data.origin)
-        if data.dims != self.info.source_dims:
-            raise DimensionMismatchError(f"{data.origin} holds {data.dims}-d embeddings, the index "
-                                         f"{self.info.source_dims}-d; embed with the index's settings")
-        new = [i for i, key in enumerate(data.keys) if key not in self._rows]
-        skipped = [key for key in data.keys if key in self._rows]
-        missing = sources.missing_keys(self.keys, data)
-        added = [data.keys[i] for i in new]
-        if new:
-            points = self.prepare(data.vectors[new])
-            kind = choose_kind(self.info.requested_kind, len(self) + len(new), self.info.dims)
-            if kind != self.info.kind:  # "auto" crossed the threshold: move the stored vectors into HNSW
-                stored = vectors.all_vectors(self.structure)
-                self.structure = vectors.new_faiss_index(kind, self.info.dims, self.info.dtype)
-                self.structure.add(stored)
-                vectors.set_ef_search(self.structure, self.info.ef_search)
-                self.info.kind = kind
-            self.structure.add(points)
-            self.keys = self.keys + added
-            self._rows.update({key: len(self._rows) + j for j, key in enumerate(added)})
-            for key in added:
-                stem = _stem(key)
-                self._stems[stem] = None if stem in self._stems else self._rows[key]
-            self.info.count = len(self.keys)
-            if not self.info.embedding_spec:
-                self.info.embedding_spec = data.spec
-            _save(self.directory, self.info, self.structure, self.keys, None)
+        with writer_lock(self.directory, wait, on_wait):
+            if store.current_generation(self.directory) != self.generation:
+                self._reload()
+            check_known_spec(self.info.embedding_spec, data, self.directory, assume_spec)
+            sources.check_spec(self.info.embedding_spec, data.spec, data.origin)
+            if data.dims != self.info.source_dims:
+                raise DimensionMismatchError(f"{data.origin} holds {data.dims}-d embeddings, the index "
+                                             f"{self.info.source_dims}-d; embed with the index's settings")
+            new = [i for i, key in enumerate(data.keys) if key not in self._rows]
+            skipped = [key for key in data.keys if key in self._rows]
+            missing = sources.missing_keys(self.keys, data)
+            added = [data.keys[i] for i in new]
+            if new:
+                try:
+                    self._append(added, self.prepare(data.vectors[new]), data.spec)
+                    self.generation = _commit(self.directory, self.info, self.structure, self.keys, self.pca)
+                except BaseException:
+                    with contextlib.suppress(Exception):  # the original error is the one to report
+                        self._reload()  # the commit did not happen (or did, and the manifest says so): match the disk
+                    raise
+            else:  # nothing to commit; what a writer killed while tidying left behind goes now
+                store.remove_stale(self.directory, keep=self.generation)
         return AddReport(added, skipped, missing, self.info.kind, time.perf_counter() - started)
+
+    def _append(self, added: list[str], points: np.ndarray, spec: dict) -> None:
+        """Rows for ``added`` in memory (an "auto" index turns approximate at the threshold)."""
+        kind = choose_kind(self.info.requested_kind, len(self) + len(added), self.info.dims)
+        if kind != self.info.kind:  # "auto" crossed the threshold: move the stored vectors into HNSW
+            stored = vectors.all_vectors(self.structure)
+            self.structure = vectors.new_faiss_index(kind, self.info.dims, self.info.dtype)
+            self.structure.add(stored)
+            vectors.set_ef_search(self.structure, self.info.ef_search)
+            self.info.kind = kind
+        self.structure.add(points)
+        self.keys = self.keys + added
+        self._rows.update({key: len(self._rows) + j for j, key in enumerate(added)})
+        for key in added:
+            stem = _stem(key)
+            self._stems[stem] = None if stem in self._stems else self._rows[key]
+        self.info.count = len(self.keys)
+        if not self.info.embedding_spec:  # only with assume_spec: the index now records the newcomer's
+            self.info.embedding_spec = spec
+
+    def _reload(self) -> None:
+        """This object's state replaced by the folder's committed one."""
+        fresh = load(self.directory, ef_search=self.info.ef_search)
+        self.__init__(fresh.directory, fresh.info, fresh.structure, fresh.keys, fresh.pca, fresh.generation)
+
+
+def check_known_spec(index_spec: dict, data: EmbeddingSet, directory: Path, assume_spec: bool) -> None:
+    """Refuse to add embeddings when the index or ``data`` records no spec, unless ``assume_spec``.
+
+    Without both specs maest cannot tell whether the vectors come from the same model and settings;
+    mixing models gives neighbours that look plausible and mean nothing, so guessing is the user's call.
+    """
+    if assume_spec or (index_spec and data.spec):
+        return
+    if not data.spec:
+        problem = f"{data.origin} records no embedding spec (no {SETTINGS_FILE})"
+        fix = "add an 'maest embed' output folder (it writes the file)"
+    else:
+        problem = f"the index at {directory} records no embedding spec (built from embeddings without {SETTINGS_FILE})"
+        fix = f"rebuild the index from 'maest embed' outputs (with --assume-spec it adopts the settings of {data.origin})"
+    raise UnknownSpecError(f"{problem}, so maest cannot check that both were made with the same model and "
+                           f"settings; {fix}, or pass --assume-spec (assume_spec=True) if you know they match")
 
 
 def _stem(key: str) -> str:
     return Path(key).with_suffix("").as_posix() if Path(key).suffix else key
 
 
-def _save(directory: Path, info: IndexInfo, structure, keys: list[str], pca: vectors.Pca | None) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    written = vectors.write_structure(structure, directory)
-    stale = directory / ("vectors.faiss" if written.suffix == ".npy" else "vectors.npy")
-    atomic_write_text(directory / PATHS_FILE, "".join(key + "\n" for key in keys))
-    if pca is not None:
-        pca.save(directory / PCA_FILE)
-    info.memory_bytes = written.stat().st_size
-    info.maest_version = _version()
+def _commit(directory: Path, info: IndexInfo, structure, keys: list[str], pca: vectors.Pca | None) -> str:
+    """Commit ``info``, ``structure``, ``keys`` and ``pca`` as the folder's new generation; returns its name."""
+    info.maest_version, info.format_version = _version(), FORMAT_VERSION
     fields = {k: v for k, v in asdict(info).items() if k != "directory"}
-    atomic_write_text(directory / INFO_FILE, json.dumps(fields, indent=2) + "\n")
-    stale.unlink(missing_ok=True)  # the other kind's file, after a switch to HNSW or a rebuild
+    generation, info.memory_bytes = store.commit(directory, fields, structure, keys, pca)
+    return generation
 
 
 def build_index(
@@ -242,12 +282,15 @@ def build_index(
     dtype: str = "float32",
     ef_search: int = vectors.EF_SEARCH,
     overwrite: bool = False,
+    wait: float = DEFAULT_WAIT_SECONDS,
+    on_wait: Callable[[str], None] | None = None,
 ) -> IndexInfo:
     """Index an ``maest embed`` output (npy/npz tree or parquet table) into ``output_dir``.
 
     ``kind="auto"`` searches exactly up to :data:`EXACT_MAX_VALUES` stored values and builds an HNSW
     graph beyond; ``pca_dims`` projects to that many dims (fitted here) and ``dtype="float16"``
-    halves the stored vectors, both to bound memory.
+    halves the stored vectors, both to bound memory. The commit holds the folder's writer lock
+    (waiting up to ``wait`` seconds for another writer).
     """
     started = time.perf_counter()
     if metric not in METRICS:
@@ -257,9 +300,7 @@ def build_index(
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     output_dir = Path(output_dir)
-    if (output_dir / INFO_FILE).exists() and not overwrite:
-        raise IndexExistsError(f"{output_dir} already holds an index: add tracks with add_to_index "
-                               "('maest index add'), or pass overwrite=True to rebuild it")
+    _refuse_existing(output_dir, overwrite)  # before the work; again under the lock
     data = sources.read_embeddings(embeddings_source)
     points = vectors.normalise(data.vectors)  # cosine: the direction only, before and after PCA
     pca = None
@@ -276,37 +317,40 @@ def build_index(
         pca_explained_variance=pca.explained if pca else None, ef_search=ef_search,
         embedding_spec=data.spec,
     )
-    if overwrite:
-        (output_dir / PCA_FILE).unlink(missing_ok=True)
     info.build_seconds = time.perf_counter() - started
-    _save(output_dir, info, structure, data.keys, pca)
+    with writer_lock(output_dir, wait, on_wait):
+        _refuse_existing(output_dir, overwrite)
+        _commit(output_dir, info, structure, data.keys, pca)
     return info
 
 
+def _refuse_existing(output_dir: Path, overwrite: bool) -> None:
+    if (output_dir / INFO_FILE).exists() and not overwrite:
+        raise IndexExistsError(f"{output_dir} already holds an index: add tracks with add_to_index "
+                               "('maest index add'), or pass overwrite=True to rebuild it")
+
+
 def load(index_dir: str | os.PathLike, ef_search: int | None = None) -> Index:
-    """Open an index folder; ``ef_search`` overrides the HNSW search breadth (more: better recall, slower)."""
+    """Open an index folder; ``ef_search`` overrides the HNSW search breadth (more: better recall, slower).
+
+    Reads the state last committed, also while a writer is adding tracks; indexes written by maest
+    0.2 (format 1) load as they are.
+    """
     directory = Path(index_dir)
-    if not (directory / INFO_FILE).is_file():
-        raise IndexFormatError(f"{directory} is not an index (no {INFO_FILE}); build one with build_index "
-                               "('maest index build')")
-    fields = json.loads((directory / INFO_FILE).read_text())
-    if fields.get("format_version", 0) > FORMAT_VERSION:
-        raise IndexFormatError(f"{directory} was written by a newer maest ({fields.get('maest_version')}); upgrade maest")
+    snapshot = store.read(directory, FORMAT_VERSION)
+    fields = snapshot.fields
     info = IndexInfo(directory=str(directory), **{k: v for k, v in fields.items() if k in IndexInfo.__dataclass_fields__})
     if ef_search is not None:
         info.ef_search = ef_search
-    try:
-        structure = vectors.read_structure(directory, info.kind, info.dtype)
-        keys = (directory / PATHS_FILE).read_text().splitlines()
-        pca = vectors.Pca.load(directory / PCA_FILE) if info.pca_dims else None
-    except (OSError, RuntimeError) as error:
-        raise IndexFormatError(f"{directory}: cannot read the index ({error}); rebuild it") from error
-    if not (len(keys) == structure.ntotal == info.count):
-        raise IndexFormatError(f"{directory}: {len(keys)} paths, {structure.ntotal} vectors, {info.count} in "
-                               f"{INFO_FILE} (an interrupted write?); rebuild the index")
-    return Index(directory, info, structure, keys, pca)
+    return Index(directory, info, snapshot.structure, snapshot.keys, snapshot.pca, snapshot.generation)
 
 
-def add_to_index(index_dir: str | os.PathLike, source: str | os.PathLike | EmbeddingSet) -> AddReport:
-    """Add the tracks of ``source`` that ``index_dir`` lacks; report those whose files were removed."""
-    return load(index_dir).add(source)
+def add_to_index(index_dir: str | os.PathLike, source: str | os.PathLike | EmbeddingSet, *,
+                 assume_spec: bool = False, wait: float = DEFAULT_WAIT_SECONDS,
+                 on_wait: Callable[[str], None] | None = None) -> AddReport:
+    """Add the tracks of ``source`` that ``index_dir`` lacks; report those whose files were removed.
+
+    One writer at a time: waits up to ``wait`` seconds for another (then :class:`IndexBusyError`).
+    ``assume_spec``: see :meth:`Index.add`.
+    """
+    return load(index_dir).add(source, assume_spec=assume_spec, wait=wait, on_wait=on_wait)

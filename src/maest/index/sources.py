@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,23 +76,34 @@ def _track_vector(array: np.ndarray, origin: Path) -> np.ndarray:
     raise DimensionMismatchError(f"{origin}: expected a (dim,) or (segments, dim) array, got shape {array.shape}")
 
 
+def _read_array(path: Path) -> np.ndarray:
+    """One ``.npy`` array or an ``.npz``'s ``embedding``, as float32; a damaged file is named in the error."""
+    try:
+        if path.suffix == ".npy":
+            array = np.load(path)
+        else:
+            with np.load(path) as npz:
+                if "embedding" not in npz:
+                    raise SimilarityIndexError(f"{path}: an npz output must hold an 'embedding' array")
+                array = npz["embedding"]
+        return np.asarray(array, dtype=np.float32)
+    except SimilarityIndexError:
+        raise
+    except (OSError, ValueError, TypeError, AttributeError, EOFError, zipfile.BadZipFile) as error:  # numpy: no file name
+        raise SimilarityIndexError(f"{path}: not a readable embedding ({type(error).__name__}: {error}); "
+                                   "embed that track again or remove the file") from error
+
+
 def _read_tree(root: Path) -> tuple[list[str], list[np.ndarray]]:
     keys, vectors = [], []
     for folder, subfolders, files in os.walk(root):
         subfolders.sort()
         for name in sorted(files):
             path = Path(folder) / name
-            if path.suffix == ".npy":
-                array = np.load(path)
-            elif path.suffix == ".npz":
-                with np.load(path) as npz:
-                    if "embedding" not in npz:
-                        raise SimilarityIndexError(f"{path}: an npz output must hold an 'embedding' array")
-                    array = npz["embedding"]
-            else:
+            if path.suffix not in (".npy", ".npz"):
                 continue
             keys.append(path.relative_to(root).as_posix())
-            vectors.append(_track_vector(np.asarray(array, dtype=np.float32), path))
+            vectors.append(_track_vector(_read_array(path), path))
     return keys, vectors
 
 
