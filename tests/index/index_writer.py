@@ -1,12 +1,13 @@
 """A separate process that adds embeddings to an index, for the tests of concurrent and killed writers.
 
-    python index_writer.py add INDEX SOURCE [START_AT]   add SOURCE (an npy folder), starting at time START_AT
-    python index_writer.py count INDEX SOURCE            add SOURCE; print how many file-system changes it made
-    python index_writer.py kill INDEX SOURCE STEP        add SOURCE, SIGKILL itself just before change STEP
+    python index_writer.py add INDEX SOURCE START_AT         add SOURCE (an npy folder) at time START_AT
+    python index_writer.py kill-each TEMPLATE SOURCE WORKDIR  for every step of an add, a copy of TEMPLATE
+                                                              in WORKDIR/killed-STEP whose writer died there
 
-The kill mode wraps the ``os``/``shutil`` calls that change the file system (mkdir, fsync, replace,
-rename, unlink, rmdir, rmtree): the process really dies at that point, with whatever it wrote on
-disk, as a user's Ctrl-\\ or the OOM killer would leave it.
+kill-each first counts the add's file-system changes (mkdir, fsync, replace, rename, unlink, rmdir,
+rmtree) on a copy, then for each change forks a child that adds SOURCE to its own copy and SIGKILLs
+itself just before that change: a real process dies there with whatever it wrote on disk, as the
+OOM killer or a power-off of the process would leave it. Forking saves each child the imports.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import shutil
 import signal
 import sys
 import time
+import traceback
+from pathlib import Path
 
 CHANGES = ("mkdir", "fsync", "replace", "rename", "unlink", "rmdir")
 
 
-def count_changes(kill_at: int | None) -> list[int]:
-    """Wrap the file-system changes; SIGKILL before change ``kill_at`` (1-based); returns the live count."""
+def watch_changes(kill_at: int | None) -> list[int]:
+    """Count the file-system changes from now on; SIGKILL before change ``kill_at`` (1-based)."""
     seen = [0]
 
     def wrap(module, name):
@@ -41,18 +44,43 @@ def count_changes(kill_at: int | None) -> list[int]:
     return seen
 
 
+def in_child(index_dir: Path, source: str, kill_at: int | None, count_file: Path | None = None) -> int:
+    """Fork; the child adds ``source`` to ``index_dir`` (dying at ``kill_at``); returns its wait status."""
+    from maest.index import add_to_index
+
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            seen = watch_changes(kill_at)
+            add_to_index(index_dir, source, wait=10)
+            if count_file is not None:
+                count_file.write_text(str(seen[0]))
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    return os.waitpid(pid, 0)[1]
+
+
 def main(argv: list[str]) -> None:
     mode, index_dir, source = argv[:3]
-    seen = count_changes(int(argv[3]) if mode == "kill" else None)
     from maest.index import add_to_index  # imported before waiting, so that writers start together
 
-    if mode == "add" and len(argv) > 3:
+    if mode == "add":
         time.sleep(max(0.0, float(argv[3]) - time.time()))
-    seen[0] = 0  # count only the add's own changes (imports may create caches)
-    report = add_to_index(index_dir, source, wait=60)
-    print(report.summary())
-    if mode == "count":
-        print(f"changes {seen[0]}")
+        print(add_to_index(index_dir, source, wait=60).summary())
+        return
+    template, workdir = Path(index_dir), Path(argv[3])
+    counted = shutil.copytree(template, workdir / "counted")
+    if in_child(counted, source, None, workdir / "steps") != 0:
+        sys.exit("the counting add failed")
+    steps = int((workdir / "steps").read_text())
+    for step in range(1, steps + 1):
+        status = in_child(shutil.copytree(template, workdir / f"killed-{step}"), source, step)
+        killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+        print(f"step {step} {'killed' if killed else f'status {status}'}")
 
 
 if __name__ == "__main__":

@@ -88,22 +88,20 @@ def test_a_kill_at_any_step_of_an_add_leaves_the_old_or_the_new_index(tmp_path, 
     write_tree(tmp_path / "emb", keys, source)
     vectors = dict(zip(keys, source))
 
-    counted = writer("count", shutil.copytree(tmp_path / "template", tmp_path / "counted"), tmp_path / "emb",
-                     start=False)
-    assert counted.returncode == 0, counted.stderr
-    steps = int(counted.stdout.split("changes ")[1])
-    assert steps >= 8, counted.stdout  # lock, generation folder, three files, manifest, clean-up
+    killer = writer("kill-each", tmp_path / "template", tmp_path / "emb", tmp_path, start=False)
+    assert killer.returncode == 0, killer.stderr
+    report = killer.stdout.splitlines()
+    assert len(report) >= 8, killer.stdout  # lock, generation folder, three files, manifest, clean-up
     outcomes = set()
-    for step in range(1, steps + 1):
-        folder = shutil.copytree(tmp_path / "template", tmp_path / f"killed-{step}")
-        killed = writer("kill", folder, tmp_path / "emb", step, start=False)
-        assert killed.returncode == -9, (step, killed.stdout, killed.stderr)
+    for step, line in enumerate(report, 1):
+        assert line == f"step {step} killed", (line, killer.stderr)
+        folder = tmp_path / f"killed-{step}"
         index = mi.load(folder)  # whatever the step: a loadable index ...
         assert index.keys in (keys[:8], keys), step  # ... holding the old tracks or all of them
         assert_rows_match(index, vectors)
         outcomes.add(len(index))
-        report = mi.add_to_index(folder, tmp_path / "emb")  # and the next add completes it
-        assert sorted(mi.load(folder).keys) == sorted(keys) and len(report.added) == 12 - len(index)
+        added = mi.add_to_index(folder, tmp_path / "emb").added  # and the next add completes it
+        assert sorted(mi.load(folder).keys) == sorted(keys) and len(added) == 12 - len(index)
         leftovers = [p.name for p in folder.iterdir() if p.name not in ("index.json", "index.lock")]
         assert leftovers == [mi.load(folder).generation], (step, leftovers)  # nothing stale stays behind
     assert outcomes == {8, 12}  # the kills fell both before and after the commit
@@ -135,8 +133,8 @@ def test_a_busy_index_waits_then_says_index_busy(tmp_path):
     write_tree(tmp_path / "emb", keys[:20], vectors[:20])
     mi.build_index(tmp_path / "emb", tmp_path / "ix")
     write_tree(tmp_path / "emb", keys, vectors)
-    held = writer_lock(tmp_path / "ix", wait=0)
-    held.__enter__()
+    held, release = writer_lock(tmp_path / "ix", wait=0), None
+    held.__enter__()  # another writer, busy
     try:
         started = time.monotonic()
         busy = CliRunner().invoke(app, ["index", "add", str(tmp_path / "ix"), str(tmp_path / "emb"), "--wait", "0.5"])
@@ -146,10 +144,14 @@ def test_a_busy_index_waits_then_says_index_busy(tmp_path):
         with pytest.raises(mi.IndexBusyError, match="index busy"):
             mi.build_index(tmp_path / "emb", tmp_path / "ix", overwrite=True, wait=0)
         assert len(mi.load(tmp_path / "ix")) == 20  # nothing written while locked
-        threading.Timer(0.5, held.__exit__, (None, None, None)).start()  # the other writer finishes
+        release = threading.Timer(0.5, held.__exit__, (None, None, None))  # the other writer finishes
+        release.start()
         waited = CliRunner().invoke(app, ["index", "add", str(tmp_path / "ix"), str(tmp_path / "emb"), "--wait", "30"])
     finally:
-        time.sleep(0.6)
+        if release is None:
+            held.__exit__(None, None, None)
+        else:
+            release.join()
     assert waited.exit_code == 0, waited.output
     assert "waiting up to 30 s" in waited.output and "added 10, skipped 20" in waited.output
 
