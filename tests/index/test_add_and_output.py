@@ -59,7 +59,7 @@ def test_add_without_a_spec_on_either_side_needs_assume_spec(tmp_path, vectors):
     assert mi.load(tmp_path / "blind").info.embedding_spec == {}
     assert len(mi.add_to_index(tmp_path / "blind", known, assume_spec=True).added) == 6
     assert mi.load(tmp_path / "blind").info.embedding_spec == SPEC  # vouched for: now recorded
-    with pytest.raises(mi.UnknownSpecError):  # neither side knows: refused as well
+    with pytest.raises(mi.UnknownSpecError, match="neither the index .* nor .* records"):  # refused as well
         mi.add_to_index(mi.build_index(unknown, tmp_path / "none").directory, unknown)
 
 

@@ -96,8 +96,8 @@ def index_add_command(
     index: Annotated[Path, typer.Argument(help="Index folder (maest index build).")],
     embeddings: Annotated[Path, typer.Argument(help="An `maest embed` output with the same settings.")],
     assume_spec: Annotated[bool, typer.Option(
-        "--assume-spec", help="Add even when EMBEDDINGS or the index records no embedding settings "
-                              "(no maest-embed.json): you vouch that both come from the same model and settings.")] = False,
+        "--assume-spec", help="Add even when EMBEDDINGS or the index records no embedding settings (no "
+                              "maest-embed.json): you vouch that both come from the same model and settings.")] = False,
     wait: WaitOpt = 300.0,
 ) -> None:
     """Add the tracks of EMBEDDINGS that the index does not hold yet (no rebuild); removed tracks are reported."""
@@ -131,7 +131,8 @@ def similar_command(
         "--model", "-m", help="Model for an audio query (default: the one the index's embeddings were made with).")] = None,
     device: DeviceOpt = None,
     output_format: Annotated[str, typer.Option(
-        "--format", help="table or tsv; both key then similarity (tsv: tab, newline, backslash escaped as \\t \\n \\\\).")] = "table",
+        "--format", help="table or tsv; both key then similarity (in tsv a tab, newline or backslash in a key "
+                         "is written \\t, \\n, \\\\).")] = "table",
 ) -> None:
     """Print the tracks most similar to QUERY (cosine similarity, most similar first)."""
     require("index", "faiss")

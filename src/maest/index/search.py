@@ -18,7 +18,8 @@ import numpy as np
 
 from maest.index import sources, store, vectors
 from maest.index.lock import DEFAULT_WAIT_SECONDS, writer_lock
-from maest.index.sources import SETTINGS_FILE, DimensionMismatchError, EmbeddingSet, SimilarityIndexError, SpecMismatchError
+from maest.index.sources import (SETTINGS_FILE, DimensionMismatchError, EmbeddingSet, SimilarityIndexError,
+                                 SpecMismatchError)
 from maest.index.store import INFO_FILE, IndexFormatError
 
 Kind = Literal["auto", "exact", "approximate"]
@@ -211,7 +212,7 @@ class Index:
                     self.generation = _commit(self.directory, self.info, self.structure, self.keys, self.pca)
                 except BaseException:
                     with contextlib.suppress(Exception):  # the original error is the one to report
-                        self._reload()  # the commit did not happen (or did, and the manifest says so): match the disk
+                        self._reload()  # the commit did not happen, or did: either way the disk says which
                     raise
             else:  # nothing to commit; what a writer killed while tidying left behind goes now
                 store.remove_stale(self.directory, keep=self.generation)
@@ -250,12 +251,16 @@ def check_known_spec(index_spec: dict, data: EmbeddingSet, directory: Path, assu
     """
     if assume_spec or (index_spec and data.spec):
         return
-    if not data.spec:
+    if not data.spec and not index_spec:
+        problem = (f"neither the index at {directory} nor {data.origin} records an embedding spec "
+                   f"(no {SETTINGS_FILE})")
+        fix = "build the index from 'maest embed' outputs and add those"
+    elif not data.spec:
         problem = f"{data.origin} records no embedding spec (no {SETTINGS_FILE})"
         fix = "add an 'maest embed' output folder (it writes the file)"
     else:
-        problem = f"the index at {directory} records no embedding spec (built from embeddings without {SETTINGS_FILE})"
-        fix = f"rebuild the index from 'maest embed' outputs (with --assume-spec it adopts the settings of {data.origin})"
+        problem = f"the index at {directory} records no embedding spec (built without {SETTINGS_FILE})"
+        fix = f"rebuild it from 'maest embed' outputs (with --assume-spec it adopts the settings of {data.origin})"
     raise UnknownSpecError(f"{problem}, so maest cannot check that both were made with the same model and "
                            f"settings; {fix}, or pass --assume-spec (assume_spec=True) if you know they match")
 

@@ -89,7 +89,7 @@ def _read_array(path: Path) -> np.ndarray:
         return np.asarray(array, dtype=np.float32)
     except SimilarityIndexError:
         raise
-    except (OSError, ValueError, TypeError, AttributeError, EOFError, zipfile.BadZipFile) as error:  # numpy: no file name
+    except (OSError, ValueError, TypeError, AttributeError, EOFError, zipfile.BadZipFile) as error:  # no file name
         raise SimilarityIndexError(f"{path}: not a readable embedding ({type(error).__name__}: {error}); "
                                    "embed that track again or remove the file") from error
 
