@@ -35,7 +35,7 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[bool, typer.Option(
-        "--version", is_eager=True, callback=_print_version, help="Print the version and exit.")] = False,
+        "--version", is_eager=True, callback=_print_version, metavar="", help="Print the version and exit.")] = False,
 ) -> None:
     """MAEST music audio embeddings and Discogs style tags: extract, tag, train and evaluate."""
 
