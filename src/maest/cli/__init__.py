@@ -59,5 +59,7 @@ app.add_typer(evaluate.experiment_app, name="experiment")
 
 
 def main() -> None:
-    """Console entry point (``maest``)."""
-    app()
+    """Console entry point (``maest``): SIGINT and SIGTERM clean up and exit 130 / 143 (:mod:`maest.cli.signals`)."""
+    from maest.cli.signals import run_with_signal_exits
+
+    run_with_signal_exits(app)
