@@ -4,7 +4,7 @@ Public API (imports are lazy so ``import maest`` stays fast)."""
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"  # the one place the version is written (pyproject.toml reads it)
 
 _LAZY = {
     "load_model": "maest.inference",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import struct
 import sys
 import tempfile
@@ -121,6 +122,22 @@ def _check_file(path: Path) -> None:
         raise AudioDecodeError(path, "not a regular file")
     if path.stat().st_size == 0:
         raise AudioDecodeError(path, "empty file (0 bytes)")
+
+
+def _decoder_message(error: Exception, path: Path) -> str:
+    """A decoder's error without the file's path (the message names it once) or misleading wording.
+
+    libsndfile says "File does not exist or is not a regular file (possibly a pipe?)" for any
+    existing file whose bytes it cannot parse (e.g. text named ``.mp3``); :func:`_check_file` has
+    already ruled those out, so that sentence only means the format was not recognised.
+    """
+    text = str(error)
+    for quoted in (repr(str(path)), f"'{path}'", f'"{path}"'):
+        text = text.replace(f"Error opening {quoted}: ", "").replace(f": {quoted}", "").replace(quoted, "the file")
+    if "possibly a pipe?" in text:
+        text = "format not recognised"
+    text = re.sub(r"^\[Errno -?\d+\] ", "", text).strip().rstrip(".")
+    return text[:1].lower() + text[1:]
 
 
 def _ogg_truncation(path: Path) -> str | None:
@@ -332,7 +349,7 @@ def load(
             with _decoder_stderr() as captured:
                 data, rate = _read_soundfile(path, offset, duration)
         except Exception as error:  # libsndfile failed; FFmpeg may still read it
-            errors.append(f"soundfile: {error}")
+            errors.append(f"soundfile: {_decoder_message(error, path)}")
             # libsndfile reports 0 after an MP3 error, whatever decoded: only a position it reached counts.
             stopped_at = error.position if isinstance(error, _DecodeStopped) and error.position > 0 else None
     noise = _noise_summary(captured.text)  # libmpg123's notes: only shown in a failure's reason
@@ -342,7 +359,7 @@ def load(
         except AudioDecodeError:
             raise
         except Exception as error:
-            errors.append(f"ffmpeg: {error}")
+            errors.append(f"ffmpeg: {_decoder_message(error, path)}")
             if declared is not None and declared.frames is not None and stopped_at is not None \
                     and declared.frames - stopped_at > declared.tolerance:
                 raise AudioDecodeError(path, _ends_early(stopped_at, declared) + f" ({errors[0]})" + noise) from None

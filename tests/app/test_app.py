@@ -119,17 +119,20 @@ def test_upload_is_processed_in_a_private_folder_and_removed(setup, tmp_path):
     assert report.timeline_png.is_file() and np.load(report.embedding_npy).shape == (96,)
     picked = tagger.tag(tracks[1], uploaded=False)
     assert tracks[1].exists() and picked.styles == report.styles  # a picked path is never moved
-    with pytest.raises(AppInputError, match="No such file"):
+    with pytest.raises(AppInputError, match="Cannot tag this path"):  # one neutral message (issue 18 item 11)
         tagger.tag(tmp_path / "missing.wav", uploaded=False)
 
 
 @pytest.mark.parametrize("name", ["empty.wav", "not_audio.mp3", "truncated_techbattle.ogg"])
 def test_real_bad_files_tag_or_give_a_clear_message(setup, audio_dir, tmp_path, name):
     tagger = Tagger(setup[0], max_upload_mb=5, output_dir=tmp_path / "out")
+    upload = tmp_path / "uploads" / name  # an upload: the specific reason (a typed path gets one neutral message)
+    upload.parent.mkdir()
+    shutil.copy(audio_dir / name, upload)
     try:
-        report = tagger.tag(audio_dir / name, uploaded=False)
+        report = tagger.tag(upload, uploaded=True)
     except AppInputError as error:
-        assert str(error).startswith(f"Cannot read {name} as audio (")
+        assert str(error).startswith(f"Cannot read {name} as audio (") and str(tmp_path) not in str(error)
     else:  # a truncated file decodes up to where it breaks
         assert report.styles and report.duration > 0
 

@@ -17,7 +17,7 @@ from maest.train.demo import make_demo_data
 from maest.metrics import macro_scores
 from maest.train.run import train
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "src" / "maest" / "resources" / "train"  # shipped configs
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from maest.train.demo import demo_labels, make_demo_data
 from maest.train.run import train
 from maest.train.teacher import TeacherError, check_teacher, teacher_input, teacher_student_loss
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "src" / "maest" / "resources" / "train"  # shipped configs
 LABELS = demo_labels(4)
 
 

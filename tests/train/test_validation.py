@@ -24,8 +24,8 @@ from maest.train.module import MaestTraining
 from maest.train.network import build_network
 from maest.train.validation import probability_bce, track_probabilities
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-SEGMENT = 128  # frames of configs/tiny.yaml; the demo tracks have 312 (5 s): 4 segments each
+CONFIGS = Path(__file__).resolve().parents[2] / "src" / "maest" / "resources" / "train"  # shipped configs
+SEGMENT = 128  # frames of the shipped tiny config; the demo tracks have 312 (5 s): 4 segments each
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from maest import plots
+from maest.app.limits import DEFAULT_MAX_MINUTES, InputRefused, check_input
 from maest.app.protocols import LabelHead, TrackIndex, head_decisions, head_embed_options
+from maest.app.served import serve_copy
 from maest.audio import AudioDecodeError
 from maest.extraction.files import audio_for_key
 
@@ -27,6 +29,11 @@ if TYPE_CHECKING:
 
 MB = 1024 * 1024
 OUTPUT_MAX_AGE_SECONDS = 15 * 60  # result files older than this are pruned (the browser has them by then)
+CHOOSE_A_FILE = "Choose an audio file to upload, or type the path of one on this machine."
+# One answer for every path that cannot be tagged (missing, unreadable, not audio, too long ...): a
+# different message per case would tell a visitor which paths exist on the server.
+PATH_REFUSED = ("Cannot tag this path. Give the path of a readable audio file on the machine running maest serve "
+                "(WAV, FLAC, MP3, Ogg, M4A; up to {mb:g} MB and {minutes:g} minutes).")
 
 
 class AppInputError(ValueError):
@@ -62,13 +69,18 @@ class Tagger:
     """Tags one uploaded or picked file: top styles, timeline PNG, head labels, embedding .npy.
 
     Uploads are moved into a temporary directory that is removed when the track is done; result
-    files live in ``output_dir`` (pruned after 15 minutes, removed with the app).
+    files live in ``output_dir`` (pruned after 15 minutes, removed with the app). Size and length
+    (from the header) are checked before anything is decoded; messages never show server paths.
     """
 
     def __init__(self, pipeline: "MaestPipeline", head: LabelHead | None = None, max_upload_mb: float = 200,
-                 output_dir: str | os.PathLike | None = None, top_k: int = 10):
+                 output_dir: str | os.PathLike | None = None, top_k: int = 10,
+                 max_minutes: float = DEFAULT_MAX_MINUTES):
         if max_upload_mb <= 0:
             raise ValueError(f"max_upload_mb must be positive, got {max_upload_mb}")
+        if max_minutes <= 0:
+            raise ValueError(f"max_minutes must be positive, got {max_minutes}")
+        self.max_minutes = max_minutes
         self.pipeline = pipeline
         self.head = head
         self.max_upload_bytes = int(max_upload_mb * MB)
@@ -78,26 +90,40 @@ class Tagger:
         self.output_dir.mkdir(parents=True, exist_ok=True)
 
     def tag(self, path: str | os.PathLike | None, uploaded: bool) -> TagReport:
-        """Tag ``path``; an upload is moved to a private temporary folder first and deleted afterwards."""
+        """Tag ``path``; an upload is moved to a private temporary folder first and deleted afterwards.
+
+        A typed path that cannot be tagged, for whatever reason, gets :data:`PATH_REFUSED`; an upload
+        gets the specific reason, naming the file by the name it was uploaded under.
+        """
         if not path:
-            raise AppInputError("Choose an audio file to upload, or type the path of one on this machine.")
+            raise AppInputError(CHOOSE_A_FILE)
         source = Path(path).expanduser()
-        if not source.is_file():
-            raise AppInputError(f"No such file: {source}. Check the path (it is read on the machine running maest serve).")
-        size = source.stat().st_size
-        if size > self.max_upload_bytes:
-            if uploaded:
-                source.unlink(missing_ok=True)
-            raise AppInputError(
-                f"{source.name} is {size / MB:.1f} MB; this app takes files up to {self.max_upload_mb:g} MB "
-                "(start it with a larger --max-upload-mb to allow more)."
-            )
-        if not uploaded:
-            return self._tag(source, source.name)
+        if uploaded:
+            return self._tag_upload(source)
+        try:
+            if not source.is_file():
+                raise AppInputError("not a file")
+            return self._tag_checked(source, source.name)
+        except (AppInputError, OSError):
+            raise AppInputError(PATH_REFUSED.format(mb=self.max_upload_mb, minutes=self.max_minutes)) from None
+
+    def _tag_upload(self, upload: Path) -> TagReport:
+        name = upload.name
         with tempfile.TemporaryDirectory(prefix="maest-upload-") as work:
-            private = Path(work) / source.name
-            shutil.move(source, private)  # the upload leaves the server's shared upload cache
-            return self._tag(private, source.name)
+            private = Path(work) / name
+            try:
+                shutil.move(upload, private)  # the upload leaves the server's shared upload cache
+            except OSError:
+                raise AppInputError(f"The upload of {name} did not arrive complete; upload it again.") from None
+            return self._tag_checked(private, name)
+
+    def _tag_checked(self, audio: Path, name: str) -> TagReport:
+        """Size and declared length first (nothing decoded), then the tags."""
+        try:
+            check_input(audio, name, self.max_upload_bytes, self.max_minutes)
+        except InputRefused as error:
+            raise AppInputError(str(error)) from None
+        return self._tag(audio, name)
 
     def _tag(self, audio: Path, name: str) -> TagReport:
         self._prune()
@@ -106,8 +132,9 @@ class Tagger:
             # the head's embedding spec, else block 7 cls+dist+avg (what indexes use by default)
             embedding = self.pipeline.embed(audio, **head_embed_options(self.head, plots.embedding_blocks(self.pipeline)))
         except AudioDecodeError as error:
+            reason = error.reason.replace(str(audio), name).replace(str(audio.parent), "")  # no server paths
             raise AppInputError(
-                f"Cannot read {name} as audio ({error.reason}). Try a WAV, FLAC, MP3, Ogg or M4A file."
+                f"Cannot read {name} as audio ({reason}). Try a WAV, FLAC, MP3, Ogg or M4A file."
             ) from None
         track = probabilities.mean(axis=0, dtype=np.float64)
         order = np.argsort(-track, kind="stable")[: self.top_k]
@@ -149,8 +176,10 @@ class Collection:
     """A similarity index plus the folder its keys are relative to: find, open and compare tracks."""
 
     def __init__(self, index: TrackIndex, pipeline: "MaestPipeline", audio_root: str | os.PathLike | None = None,
-                 head: LabelHead | None = None, top_k: int = 10):
+                 head: LabelHead | None = None, top_k: int = 10, served_dir: str | os.PathLike | None = None):
         self.index = index
+        # where opened tracks are linked for the player (the only audio the web server may serve)
+        self.served_dir = Path(served_dir) if served_dir is not None else None
         self.pipeline = pipeline
         self.audio_root = Path(audio_root).expanduser() if audio_root else None
         self.head = head
@@ -190,4 +219,5 @@ class Collection:
             return TrackView(key, None, [], [], neighbours, f"Cannot read {audio} as audio ({error.reason}).")
         order = np.argsort(-probabilities, kind="stable")[: self.top_k]
         styles = [(self.pipeline.labels[i], float(probabilities[i])) for i in order]
-        return TrackView(key, audio, styles, rows, neighbours)
+        playable = serve_copy(audio, self.served_dir) if self.served_dir is not None else audio
+        return TrackView(key, playable, styles, rows, neighbours)

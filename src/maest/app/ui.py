@@ -7,6 +7,7 @@ page, the error text for API clients); nothing else from the library reaches the
 from __future__ import annotations
 
 import os
+import sys
 import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ try:
 except ImportError as error:  # pragma: no cover - depends on the install
     raise ImportError("the web app needs gradio: pip install 'maest[app]'") from error
 
+from maest.app.limits import DEFAULT_MAX_MINUTES  # noqa: E402
 from maest.app.protocols import LabelHead, TrackIndex  # noqa: E402
 from maest.app.service import AppInputError, Collection, TagReport, Tagger, TrackView  # noqa: E402
 from maest.plots import embedding_blocks  # noqa: E402
@@ -45,24 +47,31 @@ def _head_rows(rows: list[tuple[str, float, bool]]) -> list[list[Any]]:
     return [[label, round(p, 4), "yes" if on else "no"] for label, p, on in rows]
 
 
+def _user_error(error: AppInputError, title: str) -> gr.Error:
+    """The page's message box for a user's mistake; the terminal gets one line, not Gradio's traceback."""
+    print(f"maest serve: {title.lower()}: {error}", file=sys.stderr)
+    return gr.Error(str(error), title=title, print_exception=False)
+
+
 def build_app(pipeline: "MaestPipeline", index: TrackIndex | None = None, head: LabelHead | None = None,
               max_upload_mb: float = 200, audio_root: str | os.PathLike | None = None,
-              index_error: str | None = None, top_k: int = 10) -> gr.Blocks:
+              index_error: str | None = None, top_k: int = 10, max_minutes: float = DEFAULT_MAX_MINUTES) -> gr.Blocks:
     """The app's page for a loaded pipeline (and optionally an index and an own-label head).
 
     ``index_error`` is shown in the Collection tab instead of the browser (e.g. the index folder
     did not load). Launch it with ``.launch(server_name="127.0.0.1", ...)`` or use :func:`serve`.
+    Only the app's private folder is served: opened tracks are linked there, never the audio root.
     """
-    tagger = Tagger(pipeline, head, max_upload_mb, top_k=top_k)
-    collection = Collection(index, pipeline, audio_root, head, top_k) if index is not None else None
-    if collection is not None and collection.audio_root is not None:
-        gr.set_static_paths([str(collection.audio_root)])  # the player streams files from the audio root
+    tagger = Tagger(pipeline, head, max_upload_mb, top_k=top_k, max_minutes=max_minutes)
+    collection = (Collection(index, pipeline, audio_root, head, top_k, served_dir=tagger.output_dir)
+                  if index is not None else None)
+    gr.set_static_paths([str(tagger.output_dir)])  # the player streams opened tracks from there, uncopied
 
     def tag(path: str | None, uploaded: bool):
         try:
             report: TagReport = tagger.tag(path, uploaded)
         except AppInputError as error:
-            raise gr.Error(str(error), title="Cannot tag this file") from None
+            raise _user_error(error, "Cannot tag this file") from None
         return (report.summary(), dict(report.styles), _style_rows(report.styles), str(report.timeline_png),
                 _head_rows(report.head_rows), str(report.embedding_npy))
 
@@ -80,7 +89,7 @@ def build_app(pipeline: "MaestPipeline", index: TrackIndex | None = None, head: 
                 with gr.Column():
                     path_box = gr.Textbox(label="...or the path of a file on this machine", elem_id="path")
                     tag_button = gr.Button("Tag this path", variant="primary", elem_id="tag-path")
-            status = gr.Markdown(f"Files up to {max_upload_mb:g} MB.", elem_id="tag-status")
+            status = gr.Markdown(f"Files up to {max_upload_mb:g} MB and {max_minutes:g} minutes.", elem_id="tag-status")
             with gr.Row():
                 styles = gr.Label(label="Top styles (track)", num_top_classes=top_k, elem_id="styles")
                 style_table = gr.Dataframe(headers=STYLE_HEADERS, label="Top styles", interactive=False,
@@ -136,7 +145,7 @@ def _collection_tab(collection: Collection, has_head: bool) -> None:
         try:
             view: TrackView = collection.open(key)
         except AppInputError as error:
-            raise gr.Error(str(error), title="Cannot open this track") from None
+            raise _user_error(error, "Cannot open this track") from None
         rows = [[rank, other, round(similarity, 4)] for rank, (other, similarity) in enumerate(view.neighbours, 1)]
         note = view.note or f"**{Path(key).name}**"
         return (note, str(view.audio) if view.audio else None, dict(view.styles), rows,

@@ -130,7 +130,23 @@ def _download(hub_id: str, target: Path) -> Path | None:
     except Exception as error:  # network, auth, missing repo: all mean "not available"
         if target.exists() and not any(target.iterdir()):
             target.rmdir()
-        raise CheckpointError(f"could not download {hub_id} from the Hugging Face hub: {error}") from error
+        raise CheckpointError(f"could not download {hub_id} from the Hugging Face hub: {_hub_failure(error)}") from error
+
+
+def _hub_failure(error: Exception) -> str:
+    """One short clause for a failed hub download, instead of huggingface_hub's paragraphs."""
+    kinds = {cls.__name__ for cls in type(error).__mro__}
+    if "GatedRepoError" in kinds:
+        return "the repository is gated (accept its terms on huggingface.co, then `huggingface-cli login`)"
+    if "RepositoryNotFoundError" in kinds:
+        return "no such repository (or it is private)"
+    if "LocalEntryNotFoundError" in kinds or kinds & {"ConnectionError", "ConnectError", "TimeoutError", "Timeout"}:
+        return "the hub is not reachable (no network, or a proxy or firewall blocks huggingface.co)"
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if status is not None:
+        return f"the hub answered HTTP {status}"
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return first.rstrip(".")
 
 
 def _load_path(path: Path, swa: bool, map_location: str | torch.device) -> Network:

@@ -35,7 +35,7 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[bool, typer.Option(
-        "--version", is_eager=True, callback=_print_version, help="Print the version and exit.")] = False,
+        "--version", is_eager=True, callback=_print_version, metavar="", help="Print the version and exit.")] = False,
 ) -> None:
     """MAEST music audio embeddings and Discogs style tags: extract, tag, train and evaluate."""
 
@@ -59,5 +59,7 @@ app.add_typer(evaluate.experiment_app, name="experiment")
 
 
 def main() -> None:
-    """Console entry point (``maest``)."""
-    app()
+    """Console entry point (``maest``): SIGINT and SIGTERM clean up and exit 130 / 143 (:mod:`maest.cli.signals`)."""
+    from maest.cli.signals import run_with_signal_exits
+
+    run_with_signal_exits(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -119,12 +120,13 @@ def demo_data_command(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the audio and the split.")] = 0,
     progress: ProgressOpt = True,
 ) -> None:
-    """Write a small synthetic dataset with learnable labels, ready for `maest train --config configs/tiny.yaml`."""
+    """Write a small synthetic dataset with learnable labels, ready for `maest train --config tiny`."""
     from maest.train.demo import DemoDataError, make_demo_data
 
     try:
         make_demo_data(out_dir, tracks, seconds, classes, seed=seed, progress=progress)
     except (DemoDataError, OSError) as error:
         fail(str(error))
+    # an absolute data.root and a shipped config name: the printed command works from any folder
     typer.echo(f"wrote a {tracks}-track synthetic dataset to {out_dir}; train on it with "
-               f"maest train --config configs/tiny.yaml --set data.root={out_dir}")
+               f"maest train --config tiny --set data.root={shlex.quote(str(out_dir.resolve()))}")

@@ -117,7 +117,8 @@ def tag_command(
                               "or with --head the model the head was fitted on).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Labels to show per track, most probable first.")] = 5,
     output_format: Annotated[str, typer.Option(
-        "--format", help="table (readable), json (one object per track) or tsv (path, label, probability[, on]).")] = "table",
+        "--format", help="table (readable), json (JSON Lines: one JSON object per line, one line per track) or tsv "
+                        "(path, label, probability[, on]; tab, newline and backslash in paths escaped as \\t \\n \\\\).")] = "table",
     head: Annotated[Optional[Path], typer.Option(
         "--head", help="An own-label head (maest head fit): its labels, with on/off by its thresholds, instead of "
                        "the model's.")] = None,
@@ -195,8 +196,10 @@ def _print_tags(path: str, top: list, output_format: str) -> None:
         # allow_nan=False: the output stays valid JSON (NaN results are failures, see run_files)
         typer.echo(json.dumps({"path": path, "tags": tags}, ensure_ascii=False, allow_nan=False))
     elif output_format == "tsv":
-        for label, p, on in top:
-            typer.echo(f"{path}\t{label}\t{p:.6f}" + ("" if on is None else f"\t{'on' if on else 'off'}"))
+        from maest.cli.tsv import tsv_field
+
+        for label, p, on in top:  # tab/newline in a path or label are escaped (\\t, \\n): one row per tag
+            typer.echo(f"{tsv_field(path)}\t{tsv_field(label)}\t{p:.6f}" + ("" if on is None else f"\t{'on' if on else 'off'}"))
     else:
         typer.echo(path)
         for label, p, on in top:

@@ -12,7 +12,8 @@ from maest.cli.options import fail, require
 
 def train_command(
     config: Annotated[Path, typer.Option(
-        "--config", "-c", help="Experiment YAML, e.g. configs/maest-10s-passt.yaml or configs/tiny.yaml.")],
+        "--config", "-c", help="A shipped config by name (tiny, maest-10s-passt, maest-30s-passt, effnet-b0 ...: "
+                            "works from any folder) or the path of an experiment YAML.")],
     overrides: Annotated[Optional[list[str]], typer.Option(
         "--set", help="Override a config key, e.g. --set optim.lr=2e-5 --set data.root=/data/discogs "
                       "(repeatable; values are typed and checked).")] = None,

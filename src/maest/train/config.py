@@ -141,13 +141,17 @@ def from_dict(values: dict[str, Any]) -> TrainConfig:
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: typing.Sequence[str] = ()) -> TrainConfig:
-    """Read a YAML experiment file (or the defaults) and apply ``a.b=value`` overrides."""
+    """Read a YAML experiment file or a shipped config by name (or the defaults); apply ``a.b=value`` overrides."""
     values: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"no config file at {path}")
-        loaded = yaml.safe_load(path.read_text())
+        from maest.train.shipped import config_text, shipped_names
+
+        found = config_text(path)  # a file, or the name of a config shipped with maest ("tiny")
+        if found is None:
+            raise ConfigError(f"no config file at {path}, and no shipped config of that name "
+                              f"(shipped: {', '.join(shipped_names())})")
+        text, path = found
+        loaded = yaml.safe_load(text)
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
         values = loaded or {}

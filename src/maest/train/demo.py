@@ -46,7 +46,7 @@ def make_demo_data(out: str | os.PathLike, tracks: int = 240, seconds: float = 6
                    validation: float = 0.2, test: float = 0.1, seed: int = 0, progress: bool = True) -> Path:
     """Write a synthetic dataset to ``out`` (audio/, ground truth, labels.json, store/); returns ``out``.
 
-    Train with ``data.root: <out>`` (as ``configs/tiny.yaml`` does).
+    Train with ``data.root: <out>`` (as the shipped ``tiny`` config does).
     """
     import soundfile
 
