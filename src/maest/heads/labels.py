@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 
 from maest import audio as audio_io
+from maest.heads.errors import HeadError
 
 Mode = Literal["multi", "single"]
 SPLITS = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation"}
@@ -23,7 +24,7 @@ PATH_COLUMNS = ("path", "file", "filename", "audio")
 TAG_COLUMNS = ("tags", "tag", "labels", "label", "class")
 
 
-class HeadDataError(ValueError):
+class HeadDataError(HeadError):
     """The labels cannot train a head (unreadable file, no labels, one class only ...)."""
 
 
