@@ -127,9 +127,11 @@ def audio_for_key(key: str, audio_root: str | os.PathLike | None = None) -> Path
         candidates.append(Path(audio_root).expanduser() / key)
     for candidate in list(candidates):
         if candidate.suffix.lower() in (".npy", ".npz"):
-            stripped = candidate.with_suffix("")
+            # Only the output suffix goes; the rest of the name keeps its dots ("01. Intro.npy" ->
+            # "01. Intro.flac", not "01.flac" as with_suffix would make of it).
+            stripped = candidate.with_name(candidate.name[: -len(candidate.suffix)])
             candidates.append(stripped)
-            candidates.extend(stripped.with_suffix(ext) for ext in sorted(audio.AUDIO_EXTENSIONS))
+            candidates.extend(stripped.with_name(stripped.name + ext) for ext in sorted(audio.AUDIO_EXTENSIONS))
     return next((c for c in candidates if c.is_file()), None)
 
 
