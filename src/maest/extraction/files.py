@@ -57,7 +57,7 @@ def find_audio(inputs: str | os.PathLike | Sequence[str | os.PathLike], extensio
     for given in as_input_list(inputs):
         root = Path(given)
         if root.is_dir():
-            for path in sorted(_walk_files(root)):
+            for path in sorted(_walk_files(root, missing)):
                 if path.is_file():
                     if path.suffix.lower() in wanted:
                         take(path, path.relative_to(root).as_posix())
@@ -96,11 +96,18 @@ def broken_link_reason(link: Path) -> str:
     return f"symbolic link to {os.readlink(link)}, which is not a file"
 
 
-def _walk_files(root: Path) -> Iterator[Path]:
+def _walk_files(root: Path, unreadable: list[tuple[str, str]]) -> Iterator[Path]:
     """Files under ``root``, following symlinked folders (``rglob`` skips them) but entering each
-    real folder once, so link loops end."""
+    real folder once, so link loops end. A folder that cannot be listed (no permission, an I/O
+    error) is appended to ``unreadable`` as ``(folder, reason)``: its tracks are failures, not silently absent."""
     seen: set[str] = set()
-    for folder, subfolders, files in os.walk(root, followlinks=True):
+
+    def report(error: OSError) -> None:
+        folder = error.filename if error.filename is not None else str(root)
+        unreadable.append((os.fsdecode(folder), f"folder cannot be read ({error.strerror or error}): "
+                                                  "its files were not searched; fix its permissions and rerun"))
+
+    for folder, subfolders, files in os.walk(root, onerror=report, followlinks=True):
         real = os.path.realpath(folder)
         if real in seen:
             subfolders[:] = []
