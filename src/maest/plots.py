@@ -239,8 +239,11 @@ def head_top_labels(head: "LabelHead", embeddings: np.ndarray) -> list[str]:
 
 
 def embedding_blocks(pipeline: "MaestPipeline") -> int | None:
-    """Blocks of the default embedding: the paper's block 7, or every block of a shallower model (None: EffNet)."""
-    return None if pipeline.is_effnet else min(7, pipeline.config.depth)
+    """Blocks of the default embedding (:func:`maest.blocks.auto_blocks`: block 7, or the last block of a
+    shallower model; None: EffNet)."""
+    from maest.blocks import auto_blocks
+
+    return None if pipeline.is_effnet else auto_blocks(pipeline.config.depth)
 
 
 def segment_probabilities(

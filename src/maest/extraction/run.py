@@ -149,7 +149,7 @@ def extract(
     output_dir: str | os.PathLike,
     model: str | os.PathLike | MaestPipeline,
     *,
-    blocks: int | None = 7,
+    blocks: int | str | None = "auto",
     tokens: Sequence[str] = TOKEN_NAMES,
     patchout_time: int = 1,
     patchout_freq: Sequence[int] = (),
@@ -194,7 +194,8 @@ def extract(
     if precision is not None and precision != pipeline.precision:
         raise ValueError(f"the pipeline given runs at {pipeline.precision}, not {precision}: "
                          "load it with load_model(..., precision=...) or leave precision out")
-    run_batch = pipeline.embedder(options)  # checks the options before the output folder is claimed
+    options = pipeline.resolved(options)  # checked before the folder is claimed; "auto" blocks made concrete
+    run_batch = pipeline.embedder(options)
     batcher = pipeline.batcher(run_batch, options, batch_size)
     failures_file = failures_path(output_dir, suffix)
     output_dir.mkdir(parents=True, exist_ok=True)
