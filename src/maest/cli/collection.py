@@ -170,7 +170,7 @@ def map_command(
             colours = plots.head_top_labels(head, collection.vectors)
         elif color_by == "genre":
             colours = _genres(collection.keys, audio_root, model, device, decode_workers)
-        figure, used = plots.collection_map(collection.vectors, colours, method=method)
+        figure, used = plots.collection_map(collection.vectors, colours, method=method, names=collection.keys)
         written = plots.save_figure(figure, output)
     except (OSError, ValueError, RuntimeError, ImportError) as error:
         fail(f"{type(error).__name__}: {error}")
