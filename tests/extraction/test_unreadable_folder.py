@@ -107,3 +107,19 @@ def test_embed_lists_an_unreadable_folder_in_failures_tsv(collection):
     failures = read_failures(out / "failures.tsv")
     assert list(failures) == [str(music / "locked")] and "folder cannot be read" in failures[str(music / "locked")]
     assert (out / "ok" / "a.npy").is_file()
+
+
+def test_a_head_fit_class_tree_with_an_unreadable_folder_is_an_error(collection):
+    from maest.heads import HeadDataError, read_labels
+
+    _, music = collection
+
+    def read():
+        try:
+            read_labels(music)
+        except HeadDataError as error:
+            return str(error)
+        return "read without an error"
+
+    message = _unprivileged(read)
+    assert message.startswith(f"folder {music / 'locked'} cannot be read (Permission denied)")
