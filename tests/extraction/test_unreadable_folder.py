@@ -107,6 +107,9 @@ def test_embed_lists_an_unreadable_folder_in_failures_tsv(collection):
     failures = read_failures(out / "failures.tsv")
     assert list(failures) == [str(music / "locked")] and "folder cannot be read" in failures[str(music / "locked")]
     assert (out / "ok" / "a.npy").is_file()
+    os.chmod(music / "locked", 0o755)  # fixed: the rerun embeds its track and settles its line
+    assert _unprivileged(run) == [1, 0]
+    assert not (out / "failures.tsv").exists() and (out / "locked" / "b.npy").is_file()
 
 
 def test_a_head_fit_class_tree_with_an_unreadable_folder_is_an_error(collection):

@@ -75,6 +75,16 @@ def find_audio(inputs: str | os.PathLike | Sequence[str | os.PathLike], extensio
     return items, missing
 
 
+def folders_read_again(failed: Sequence[str], inputs: str | os.PathLike | Sequence[str | os.PathLike],
+                       unreadable: Sequence[tuple[str, str]]) -> list[str]:
+    """Folders of earlier failure lines that this walk of ``inputs`` read (it lists those it could not
+    in ``unreadable``): their lines are settled, their files are now the run's tracks."""
+    roots = [os.path.abspath(os.fspath(root)) for root in as_input_list(inputs)]
+    still = {path for path, _ in unreadable}
+    inside = lambda path: any(os.path.commonpath([root, os.path.abspath(path)]) == root for root in roots)  # noqa: E731
+    return [path for path in failed if path not in still and os.path.isdir(path) and inside(path)]
+
+
 def _may_be_wanted(link: Path, wanted: set[str]) -> bool:
     """A broken link the run would have taken: its name or its target's has a wanted extension, or
     neither has an extension (it may have pointed to a folder)."""
