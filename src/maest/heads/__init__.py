@@ -11,6 +11,6 @@ from maest.heads.labels import HeadDataError, LabelSet, read_labels
 from maest.heads.spec import EmbeddingSpec, HeadMismatchError, model_fingerprint
 from maest.heads.tag import model_for_head, tag_files_with_head, tag_with_head
 
-__all__ = ["EmbeddingSpec", "Head", "HeadDataError", "HeadError", "HeadFormatError", "HeadMismatchError", "HeadReport", "LabelSet",
-           "fit_head", "load_head", "model_fingerprint", "model_for_head", "read_labels",
+__all__ = ["EmbeddingSpec", "Head", "HeadDataError", "HeadError", "HeadFormatError", "HeadMismatchError",
+           "HeadReport", "LabelSet", "fit_head", "load_head", "model_fingerprint", "model_for_head", "read_labels",
            "tag_files_with_head", "tag_with_head"]

@@ -54,7 +54,8 @@ def check_meta(meta: dict[str, Any], path: Path) -> None:
     thresholds = meta.get("thresholds")
     if thresholds is not None:
         if not isinstance(thresholds, list) or len(thresholds) != len(labels):
-            raise HeadFormatError(f"{path}: 'thresholds' must be a list of {len(labels)} numbers (one per label); {REFIT}")
+            raise HeadFormatError(f"{path}: 'thresholds' must be a list of {len(labels)} numbers (one per label); "
+                                  f"{REFIT}")
         if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) for t in thresholds):
             raise HeadFormatError(f"{path}: 'thresholds' holds NaN, infinity or a non-number; {REFIT}")
 
@@ -76,7 +77,8 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
             raise HeadFormatError(f"{path}: is a pickle or torch.save file, not safetensors; maest never unpickles "
                                   f"head weights: {REFIT}") from None
         detail = " ".join(str(error).split()) or type(error).__name__
-        raise HeadFormatError(f"{path}: not a whole safetensors file, truncated or damaged ({detail}); {REFIT}") from None
+        raise HeadFormatError(f"{path}: not a whole safetensors file, truncated or damaged ({detail}); "
+                              f"{REFIT}") from None
     return tensors
 
 
