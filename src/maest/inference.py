@@ -16,7 +16,7 @@ import contextlib
 import functools
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -25,6 +25,7 @@ import torch
 from maest import audio as audio_io
 from maest import frontend, streaming
 from maest.batching import RunBatch, SegmentBatcher, TrackResult
+from maest.blocks import AUTO, Blocks, resolve_blocks
 from maest.checkpoints.fingerprint import weights_fingerprint
 from maest.configs import MaestConfig, discogs_labels
 from maest.decode import TrackMel
@@ -76,9 +77,10 @@ def resolve_precision(precision: str | None, device: str | torch.device) -> str:
 
 @dataclass(frozen=True)
 class EmbedOptions:
-    """What to compute per segment. ``blocks`` counts blocks run: 7 = the paper's "block 7"."""
+    """What to compute per segment. ``blocks`` counts blocks run: 7 = the paper's "block 7"; "auto"
+    (:mod:`maest.blocks`): 7, or the last block of a shallower model."""
 
-    blocks: int | None = 7
+    blocks: Blocks = AUTO
     tokens: tuple[str, ...] = TOKEN_NAMES
     patchout_time: int = 1
     patchout_freq: tuple[int, ...] = ()
@@ -144,8 +146,7 @@ class MaestPipeline:
                 raise ValueError("inference patchout applies to MAEST models only, not to EffNet")
             return
         depth = self.config.depth
-        if options.blocks is not None and not 1 <= options.blocks <= depth:
-            raise ValueError(f"blocks must be in 1..{depth} for this {depth}-block model, got {options.blocks}")
+        resolve_blocks(options.blocks, depth)  # BlocksError: says what to pass
         rows = self.config.conv_freq_rows()
         bad = [r for r in options.patchout_freq if not -rows <= r < rows]
         if bad:
@@ -181,10 +182,14 @@ class MaestPipeline:
         return mel, len(waveform) / frontend.SAMPLE_RATE
 
     # -- segments -> outputs: each job is a ``run_batch`` callable for :class:`SegmentBatcher` --
+    def resolved(self, options: EmbedOptions) -> EmbedOptions:
+        """``options`` checked, with ``blocks="auto"`` made the block it means for this model (what outputs record)."""
+        self.check_options(options)
+        return replace(options, blocks=resolve_blocks(options.blocks, None if self.is_effnet else self.config.depth))
+
     def embedder(self, options: EmbedOptions) -> RunBatch:
         """Segments -> embeddings: ``options.tokens`` pooled after ``options.blocks`` blocks (early exit)."""
-        self.check_options(options)
-        return functools.partial(self._embed_batch, options)
+        return functools.partial(self._embed_batch, self.resolved(options))
 
     def tagger(self, options: EmbedOptions) -> RunBatch:
         """Segments -> class probabilities (all blocks, the head, sigmoid)."""
@@ -275,7 +280,7 @@ class MaestPipeline:
     def embed(
         self,
         audio: str | os.PathLike | np.ndarray,
-        blocks: int | None = 7,
+        blocks: Blocks = AUTO,
         tokens: Sequence[str] = TOKEN_NAMES,
         patchout_time: int = 1,
         patchout_freq: Sequence[int] = (),
@@ -288,7 +293,8 @@ class MaestPipeline:
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Embedding of a track (file path, or 1-D waveform at ``sample_rate``, 16 kHz by default).
 
-        ``blocks=7`` runs 7 blocks (the paper's "block 7", original ``transformer_block=6``);
+        ``blocks=7`` runs 7 blocks (the paper's "block 7", original ``transformer_block=6``; the default
+        "auto" is 7, or the last block of a shallower model);
         ``tokens`` picks and orders the stacked cls / dist / avg tokens (768 dims each for the
         published models). Returns the mean over segments, ``(dim,)``; with ``per_segment=True``
         returns ``(embeddings (segments, dim), start times in seconds (segments,))``.

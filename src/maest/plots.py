@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -23,11 +23,15 @@ if TYPE_CHECKING:
     from maest.inference import MaestPipeline
 
 MapMethod = Literal["auto", "umap", "pca", "tsne"]
+Scale = Literal["fixed", "auto"]
 DPI = 100
 TIMELINE_WIDTH_INCHES = 12.0
 MAP_SIZE_INCHES = (9.0, 7.0)
 MAX_LEGEND_ENTRIES = 12  # more colours than this cannot be told apart; the rest become "other"
 MAX_TIME_TICKS = 12
+NAMED_MAP_POINTS = 40  # maps with at most this many points name each one; more names would cover the points
+MAP_NAME_CHARS = 28
+ON_COLOUR, OFF_COLOUR, BAR_COLOUR = "#1b9e77", "#9e9e9e", "#d95f02"
 PCA_MAX_POINTS = 50
 SMALL_MAP_POINTS = 2000  # below this t-SNE runs on one thread  # t-SNE needs a perplexity well below the number of points; PCA below this
 
@@ -69,12 +73,20 @@ def tag_timeline(
     top_k: int = 10,
     title: str = "",
     segment_seconds: float | None = None,
+    scale: Scale = "fixed",
+    on: Collection[str] | None = None,
+    thresholds: Mapping[str, float] | None = None,
 ) -> "Figure":
     """Heatmap of the top-k labels (rows) over segments (columns, mm:ss) with the track-level bars beside it.
 
     Rows are the ``top_k`` labels by mean probability over segments (the track-level tag), most
-    probable on top; the bar chart on the right shows those means on the same rows.
+    probable on top; the bar chart on the right shows those means on the same rows. Colours and
+    bars span probability 0..1 (``scale="fixed"``: two tracks' plots compare) or the plot's own
+    maximum (``"auto"``: faint tags readable). ``on``: the labels a head decided on, marked "(on)"
+    in bold with green bars (the others grey); ``thresholds``: a label's decision threshold, a tick on its bar.
     """
+    if scale not in ("fixed", "auto"):
+        raise PlotError(f"scale must be fixed or auto, got {scale!r}")
     probabilities = np.asarray(probabilities, dtype=np.float32)
     start_seconds = np.asarray(start_seconds, dtype=np.float64).reshape(-1)
     if probabilities.ndim != 2 or probabilities.shape[0] == 0:
@@ -90,9 +102,12 @@ def tag_timeline(
 
     figure = _figure(TIMELINE_WIDTH_INCHES, max(3.5, 0.38 * len(rows) + 2.2))
     heat_ax, bar_ax = figure.subplots(1, 2, sharey=True, width_ratios=[3.2, 1.0])
-    image = heat_ax.imshow(grid, aspect="auto", cmap="magma", vmin=0.0, vmax=max(1e-6, float(grid.max())),
-                           interpolation="nearest")
-    heat_ax.set_yticks(range(len(names)), names)
+    top = 1.0 if scale == "fixed" else max(1e-6, float(grid.max()))
+    image = heat_ax.imshow(grid, aspect="auto", cmap="magma", vmin=0.0, vmax=top, interpolation="nearest")
+    marked = [on is not None and name in on for name in names]
+    heat_ax.set_yticks(range(len(names)), [f"{name} (on)" if m else name for name, m in zip(names, marked)])
+    for tick, m in zip(heat_ax.get_yticklabels(), marked):
+        tick.set_fontweight("bold" if m else "normal")
     n_segments = grid.shape[1]
     step = max(1, int(np.ceil(n_segments / MAX_TIME_TICKS)))
     ticks = list(range(0, n_segments, step))
@@ -107,8 +122,12 @@ def tag_timeline(
     colour_bar = figure.colorbar(image, ax=heat_ax, location="bottom", shrink=0.6, aspect=40, pad=0.02)
     colour_bar.set_label("probability")
 
-    bar_ax.barh(range(len(names)), means, color="#d95f02")
-    bar_ax.set_xlim(0.0, max(1e-6, float(means.max())) * 1.25)
+    colours = BAR_COLOUR if on is None else [ON_COLOUR if m else OFF_COLOUR for m in marked]
+    bar_ax.barh(range(len(names)), means, color=colours)
+    bar_ax.set_xlim(0.0, 1.2 if scale == "fixed" else max(1e-6, float(means.max())) * 1.25)
+    for y, name in enumerate(names):
+        if thresholds is not None and name in thresholds:
+            bar_ax.plot([thresholds[name]] * 2, [y - 0.42, y + 0.42], color="black", linewidth=1.5)
     for y, value in enumerate(means):
         bar_ax.text(value, y, f" {value:.2f}", va="center", fontsize=8)
     bar_ax.set_title("track (mean)")
@@ -125,17 +144,22 @@ def collection_map(
     method: MapMethod = "auto",
     title: str = "",
     seed: int = 0,
+    names: Sequence[str] | None = None,
 ) -> tuple["Figure", str]:
     """2-D map of a collection's embeddings coloured by label; returns ``(figure, method used)``.
 
     ``auto`` uses UMAP when ``umap-learn`` is installed, else PCA for fewer than 50 points and
     t-SNE above. Embeddings are L2-normalised first: neighbours on the map are cosine neighbours.
+    ``names`` (e.g. the tracks' keys): written beside each point on maps of at most
+    :data:`NAMED_MAP_POINTS` points.
     """
     points = np.asarray(embeddings, dtype=np.float64)
     if points.ndim != 2 or points.shape[0] < 3:
         raise PlotError(f"a map needs (n >= 3, dim) embeddings, got shape {points.shape}")
     if colour_labels is not None and len(colour_labels) != points.shape[0]:
         raise PlotError(f"{points.shape[0]} embeddings but {len(colour_labels)} colour labels")
+    if names is not None and len(names) != points.shape[0]:
+        raise PlotError(f"{points.shape[0]} embeddings but {len(names)} names")
     points = points / np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-12)
     used = _choose_method(method, points.shape[0])
     xy = _project(points, used, seed)
@@ -159,6 +183,9 @@ def collection_map(
             colour = "#9e9e9e" if name == "other" else palette(i % palette.N)
             ax.scatter(xy[mask, 0], xy[mask, 1], s=14, alpha=0.8, color=colour, label=f"{name} ({int(mask.sum())})")
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
+    if names is not None and len(names) <= NAMED_MAP_POINTS:
+        for (x, y), name in zip(xy, names):
+            ax.annotate(point_name(name), (x, y), xytext=(3, 3), textcoords="offset points", fontsize=7, alpha=0.85)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_xlabel(f"{used.upper()} 1")
@@ -166,6 +193,14 @@ def collection_map(
     heading = f"{title} — " if title else ""
     figure.suptitle(f"{heading}{points.shape[0]} tracks, {used.upper()} of the embeddings")
     return figure, used
+
+
+def point_name(key: str, limit: int = MAP_NAME_CHARS) -> str:
+    """A map point's label: the key's file name without the output suffix, cut to ``limit`` characters."""
+    name = Path(str(key)).name
+    for suffix in (".npy", ".npz"):
+        name = name[: -len(suffix)] if name.lower().endswith(suffix) else name
+    return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
 def legend_groups(colour_labels: Sequence[str], max_entries: int = MAX_LEGEND_ENTRIES) -> list[str]:
@@ -239,8 +274,11 @@ def head_top_labels(head: "LabelHead", embeddings: np.ndarray) -> list[str]:
 
 
 def embedding_blocks(pipeline: "MaestPipeline") -> int | None:
-    """Blocks of the default embedding: the paper's block 7, or every block of a shallower model (None: EffNet)."""
-    return None if pipeline.is_effnet else min(7, pipeline.config.depth)
+    """Blocks of the default embedding (:func:`maest.blocks.auto_blocks`: block 7, or the last block of a
+    shallower model; None: EffNet)."""
+    from maest.blocks import auto_blocks
+
+    return None if pipeline.is_effnet else auto_blocks(pipeline.config.depth)
 
 
 def segment_probabilities(
@@ -271,32 +309,63 @@ def model_name(pipeline: "MaestPipeline") -> str:
 
 
 def plot_tags(pipeline: "MaestPipeline", audio_path: str | os.PathLike, top_k: int = 10,
-              head: "LabelHead | None" = None) -> "Figure":
+              head: "LabelHead | None" = None, scale: Scale = "fixed") -> "Figure":
     """The tag timeline figure of one track: the model's Discogs styles, or the head's labels."""
+    from maest.plot_files import display_name
+
     probabilities, starts, duration = segment_probabilities(pipeline, audio_path, head)
-    return track_timeline(pipeline, Path(audio_path).name, probabilities, starts, duration, top_k, head)
+    return track_timeline(pipeline, display_name(audio_path), probabilities, starts, duration, top_k, head, scale)
+
+
+def head_marks(head: "LabelHead", probabilities: np.ndarray) -> tuple[list[str], dict[str, float] | None]:
+    """The labels a head decides on for a track's mean per-segment probabilities, and its thresholds by label."""
+    labels = [str(label) for label in head.labels]
+    decide, thresholds = getattr(head, "decide", None), getattr(head, "thresholds", None)
+    mean = np.asarray(probabilities, dtype=np.float64).mean(axis=0)
+    decided = decide(mean[None])[0] if decide is not None else mean == mean.max()
+    by_label = None
+    if thresholds is not None and getattr(head, "mode", "multi") == "multi":
+        by_label = {label: float(t) for label, t in zip(labels, thresholds)}
+    return [label for label, d in zip(labels, decided) if d], by_label
 
 
 def track_timeline(pipeline: "MaestPipeline", name: str, probabilities: np.ndarray, start_seconds: np.ndarray,
-                   duration: float, top_k: int = 10, head: "LabelHead | None" = None) -> "Figure":
+                   duration: float, top_k: int = 10, head: "LabelHead | None" = None, scale: Scale = "fixed",
+                   on: Collection[str] | None = None) -> "Figure":
     """:func:`tag_timeline` of per-segment outputs already computed (``maest tag --plot``: no second
-    pass), titled with the track's name, length and the model (+ head)."""
+    pass), titled with the track's name (give its path: two songs.mp3 must be told apart), length
+    and the model (+ head). With a head, the labels it decides on are marked (``on``: those
+    ``maest tag`` printed; default: the head's decision on the mean per-segment probabilities)."""
     labels = list(head.labels) if head is not None else pipeline.labels
     source = f"{model_name(pipeline)} + head" if head is not None else model_name(pipeline)
     title = f"{name} ({mmss(duration)}) — {source}"
     segment_seconds = pipeline.config.segment_frames * 0.016
-    return tag_timeline(probabilities, start_seconds, labels, top_k, title=title, segment_seconds=segment_seconds)
+    thresholds = None
+    if head is not None:
+        decided, thresholds = head_marks(head, probabilities)
+        on = decided if on is None else on
+    return tag_timeline(probabilities, start_seconds, labels, top_k, title=title, segment_seconds=segment_seconds,
+                        scale=scale, on=on, thresholds=thresholds)
 
 
-def save_figure(figure: "Figure", path: str | os.PathLike) -> Path:
-    """Write ``figure`` as PNG at its own size (``figsize x 100 dpi``), atomically."""
+def save_figure(figure: "Figure", path: str | os.PathLike, source: str | None = None) -> Path:
+    """Write ``figure`` as PNG at its own size (``figsize x 100 dpi``), atomically, its title in the
+    PNG's ``Title``; ``source``: the track it shows, recorded too (:mod:`maest.plot_files` reads it back)."""
+    from maest.plot_files import SOURCE_KEY
+
     path = Path(path)
-    atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=DPI))
+    metadata = {"Title": figure.get_suptitle()} if figure.get_suptitle() else {}
+    if source is not None:
+        metadata[SOURCE_KEY] = source
+    atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=DPI, metadata=metadata))
     return path
 
 
 def save_tag_plot(pipeline: "MaestPipeline", audio_path: str | os.PathLike, out_dir: str | os.PathLike,
-                  top_k: int = 10, head: "LabelHead | None" = None) -> Path:
-    """``<out_dir>/<stem>.png``: the tag timeline of one track (what ``maest tag --plot`` writes)."""
-    figure = plot_tags(pipeline, audio_path, top_k, head)
-    return save_figure(figure, Path(out_dir) / f"{Path(audio_path).stem}.png")
+                  top_k: int = 10, head: "LabelHead | None" = None, scale: Scale = "fixed") -> Path:
+    """``<out_dir>/<stem>.png`` (:func:`maest.plot_files.plot_path`: a hashed name when that one holds
+    another track's plot or is too long): the tag timeline of one track, as ``maest tag --plot`` writes it."""
+    from maest.plot_files import plot_path, track_source
+
+    figure = plot_tags(pipeline, audio_path, top_k, head, scale)
+    return save_figure(figure, plot_path(out_dir, audio_path), track_source(audio_path))

@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from maest.cli.options import (DEFAULT_MODEL, BatchSizeOpt, BlocksOpt, DecodeWorkersOpt, DeviceOpt, PatchoutFreqOpt,
-                               PatchoutTimeOpt, ProgressOpt, TokensOpt, fail, require, split_list)
+from maest.cli.options import (DEFAULT_MODEL, BatchSizeOpt, DecodeWorkersOpt, DeviceOpt, EmbedBlocksOpt,
+                               PatchoutFreqOpt, PatchoutTimeOpt, ProgressOpt, TokensOpt, fail, require, split_list)
 
 head_app = typer.Typer(help="Own-label heads: fit a small tagger for your labels on MAEST embeddings.",
                        no_args_is_help=True)
@@ -29,7 +29,7 @@ def head_fit_command(
         "--audio-root", help="Folder the label file's paths are relative to (default: the label file's folder).")] = None,
     model: Annotated[str, typer.Option(
         "--model", "-m", help="Registry name, Hugging Face id or local checkpoint path.")] = DEFAULT_MODEL,
-    blocks: BlocksOpt = 7,
+    blocks: EmbedBlocksOpt = "auto",
     tokens: TokensOpt = None,
     patchout_time: PatchoutTimeOpt = 1,
     patchout_freq: PatchoutFreqOpt = "",
@@ -192,7 +192,7 @@ def map_command(
             colours = plots.head_top_labels(head, collection.vectors)
         elif color_by == "genre":
             colours = _genres(collection.keys, audio_root, model, device, decode_workers)
-        figure, used = plots.collection_map(collection.vectors, colours, method=method)
+        figure, used = plots.collection_map(collection.vectors, colours, method=method, names=collection.keys)
         written = plots.save_figure(figure, output)
     except (OSError, ValueError, RuntimeError, ImportError) as error:
         fail(f"{type(error).__name__}: {error}")

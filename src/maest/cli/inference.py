@@ -10,11 +10,11 @@ import typer
 from maest.cli.options import (
     DEFAULT_MODEL,
     BatchSizeOpt,
-    BlocksOpt,
     ConcurrencyOpt,
     CropOpt,
     DecodeWorkersOpt,
     DeviceOpt,
+    EmbedBlocksOpt,
     EngineOpt,
     ExtensionsOpt,
     ModelOpt,
@@ -40,7 +40,7 @@ def embed_command(
     paths: PathsArg,
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder; a rerun into it skips finished tracks.")],
     model: ModelOpt = DEFAULT_MODEL,
-    blocks: BlocksOpt = 7,
+    blocks: EmbedBlocksOpt = "auto",
     tokens: TokensOpt = "cls,dist,avg",
     patchout_time: PatchoutTimeOpt = 1,
     patchout_freq: PatchoutFreqOpt = "",
@@ -124,7 +124,11 @@ def tag_command(
                        "the model's.")] = None,
     plot: Annotated[Optional[Path], typer.Option(
         "--plot", help="Also write OUT/<name>.png per track: a timeline of the top labels over the segments and "
-                       "the track-level bars (top 10, or --top-k if larger).")] = None,
+                       "the track-level bars (top 10, or --top-k if larger). A name taken by another track's plot, "
+                       "or too long, gets a hash of the track's path: OUT/<name>-<hash>.png.")] = None,
+    plot_scale: Annotated[str, typer.Option(
+        "--plot-scale", help="fixed: colours and bars span probability 0..1, so plots compare; auto: each plot "
+                             "spans its own maximum (faint tags readable).")] = "fixed",
     overlap: OverlapOpt = 0.5,
     crop: CropOpt = None,
     segments: SegmentsOpt = "maest",
@@ -142,6 +146,8 @@ def tag_command(
     decode_workers = renamed_workers(ctx, workers, decode_workers, "decode_workers")
     if output_format not in ("table", "json", "tsv"):
         fail(f"--format must be table, json or tsv, got {output_format!r}")
+    if plot_scale not in ("fixed", "auto"):
+        fail(f"--plot-scale must be fixed or auto, got {plot_scale!r}")
     if plot is not None:
         require("eval", "matplotlib")
     if head is not None and (overlap != 0.5 or crop is not None or segments != "maest"):
@@ -162,6 +168,7 @@ def tag_command(
         results = run_files(paths, pipeline, mode, options, split_list(extensions) if extensions else None,
                             batch_size, workers=decode_workers)
         plots_written: set[Path] = set()
+        plot_failures = 0
         succeeded = failed = 0
         for path, result, reason in results:
             if reason is not None:
@@ -169,19 +176,28 @@ def tag_command(
                 typer.echo(f"failed: {path}: {reason}", err=True)
                 continue
             succeeded += 1
+            on = None
             if fitted is not None:  # the head reads the track's mean embedding (as it was fitted)
                 per_segment = fitted.predict(result.outputs)
-                top = head_tags(fitted, result.track)[:top_k]
+                tags = head_tags(fitted, result.track)
+                top, on = tags[:top_k], {label for label, _, decided in tags if decided}
             else:
                 per_segment = result.outputs
                 top = [(label, p, None) for label, p in top_labels(result.track, pipeline.labels, top_k)]
             _print_tags(path, top, output_format)
             if plot is not None:
-                _plot(pipeline, path, per_segment, result, max(top_k, 10), fitted, plot, plots_written)
+                try:
+                    _plot(pipeline, path, per_segment, result, max(top_k, 10), fitted, plot, plots_written,
+                          plot_scale, on)
+                except (OSError, ValueError) as error:  # one plot that cannot be written costs that plot only
+                    plot_failures += 1
+                    typer.echo(f"plot failed: {path}: {type(error).__name__}: {error}", err=True)
     except (OSError, ValueError, RuntimeError) as error:
         fail(f"{type(error).__name__}: {error}")
-    if plot is not None and plots_written:
-        typer.echo(f"wrote {len(plots_written)} plots to {plot}", err=True)
+    if plot is not None and (plots_written or plot_failures):
+        count = len(plots_written)
+        typer.echo(f"wrote {count} plot{'' if count == 1 else 's'} to {plot}"
+                   + (f"; {plot_failures} failed (see 'plot failed' above)" if plot_failures else ""), err=True)
     if succeeded == 0:
         fail(f"no track was tagged ({failed} failed)")
 
@@ -206,14 +222,14 @@ def _print_tags(path: str, top: list, output_format: str) -> None:
             typer.echo(f"  {p:6.3f}  {label}" + ("" if on is None else ("  (on)" if on else "")))
 
 
-def _plot(pipeline, path: str, per_segment, result, top_k: int, head, out_dir: Path, written: set[Path]) -> None:
-    """``out_dir/<name>.png`` (``<name>-2.png``... when two tracks share a name) from outputs already computed."""
+def _plot(pipeline, path: str, per_segment, result, top_k: int, head, out_dir: Path, written: set[Path],
+          scale: str, on) -> None:
+    """A track's plot from outputs already computed, named by :func:`maest.plot_files.plot_path`
+    (``<name>.png``, or ``<name>-<hash>.png`` when another track has that name), titled with its path."""
     from maest import plots
+    from maest.plot_files import display_name, plot_path, track_source
 
-    stem, target, n = Path(path).stem, out_dir / f"{Path(path).stem}.png", 1
-    while target in written:
-        n += 1
-        target = out_dir / f"{stem}-{n}.png"
-    figure = plots.track_timeline(pipeline, Path(path).name, per_segment, result.start_seconds, result.duration,
-                                  top_k, head)
-    written.add(plots.save_figure(figure, target))
+    target = plot_path(out_dir, path, written)
+    figure = plots.track_timeline(pipeline, display_name(path), per_segment, result.start_seconds, result.duration,
+                                  top_k, head, scale, on)
+    written.add(plots.save_figure(figure, target, track_source(path)))

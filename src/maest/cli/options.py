@@ -123,6 +123,20 @@ TokenStacksOpt = Annotated[str, typer.Option(
          "split by ';' (quote it: 'cls,dist;avg;cda').")]
 BlocksOpt = Annotated[Optional[int], typer.Option(
     "--blocks", help="Blocks to run, 1-based: 7 = the paper's 'block 7' (original transformer_block=6).")]
+def _check_blocks(value: str | int) -> str | int:
+    """``auto`` or a block number (range checked against the model once it is loaded)."""
+    from maest.blocks import BlocksError, parse_blocks
+
+    try:
+        return parse_blocks(str(value))
+    except BlocksError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+EmbedBlocksOpt = Annotated[str, typer.Option(
+    "--blocks", callback=_check_blocks, metavar="auto|N",
+    help="Blocks to run, 1-based: 7 = the paper's 'block 7' (original transformer_block=6). auto: 7, or the last "
+         "block of a model with fewer.")]
 PatchoutTimeOpt = Annotated[int, typer.Option(
     "--patchout-time", help="Inference patchout: keep one time column of the patch grid out of every T (1: all).")]
 PatchoutFreqOpt = Annotated[str, typer.Option(

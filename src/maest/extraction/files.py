@@ -57,7 +57,7 @@ def find_audio(inputs: str | os.PathLike | Sequence[str | os.PathLike], extensio
     for given in as_input_list(inputs):
         root = Path(given)
         if root.is_dir():
-            for path in sorted(_walk_files(root)):
+            for path in sorted(_walk_files(root, missing)):
                 if path.is_file():
                     if path.suffix.lower() in wanted:
                         take(path, path.relative_to(root).as_posix())
@@ -73,6 +73,16 @@ def find_audio(inputs: str | os.PathLike | Sequence[str | os.PathLike], extensio
         else:
             missing.append((str(root), "no such file or folder"))
     return items, missing
+
+
+def folders_read_again(failed: Sequence[str], inputs: str | os.PathLike | Sequence[str | os.PathLike],
+                       unreadable: Sequence[tuple[str, str]]) -> list[str]:
+    """Folders of earlier failure lines that this walk of ``inputs`` read (it lists those it could not
+    in ``unreadable``): their lines are settled, their files are now the run's tracks."""
+    roots = [os.path.abspath(os.fspath(root)) for root in as_input_list(inputs)]
+    still = {path for path, _ in unreadable}
+    inside = lambda path: any(os.path.commonpath([root, os.path.abspath(path)]) == root for root in roots)  # noqa: E731
+    return [path for path in failed if path not in still and os.path.isdir(path) and inside(path)]
 
 
 def _may_be_wanted(link: Path, wanted: set[str]) -> bool:
@@ -96,11 +106,18 @@ def broken_link_reason(link: Path) -> str:
     return f"symbolic link to {os.readlink(link)}, which is not a file"
 
 
-def _walk_files(root: Path) -> Iterator[Path]:
+def _walk_files(root: Path, unreadable: list[tuple[str, str]]) -> Iterator[Path]:
     """Files under ``root``, following symlinked folders (``rglob`` skips them) but entering each
-    real folder once, so link loops end."""
+    real folder once, so link loops end. A folder that cannot be listed (no permission, an I/O
+    error) is appended to ``unreadable`` as ``(folder, reason)``: its tracks are failures, not silently absent."""
     seen: set[str] = set()
-    for folder, subfolders, files in os.walk(root, followlinks=True):
+
+    def report(error: OSError) -> None:
+        folder = error.filename if error.filename is not None else str(root)
+        unreadable.append((os.fsdecode(folder), f"folder cannot be read ({error.strerror or error}): "
+                                                  "its files were not searched; fix its permissions and rerun"))
+
+    for folder, subfolders, files in os.walk(root, onerror=report, followlinks=True):
         real = os.path.realpath(folder)
         if real in seen:
             subfolders[:] = []
@@ -127,9 +144,11 @@ def audio_for_key(key: str, audio_root: str | os.PathLike | None = None) -> Path
         candidates.append(Path(audio_root).expanduser() / key)
     for candidate in list(candidates):
         if candidate.suffix.lower() in (".npy", ".npz"):
-            stripped = candidate.with_suffix("")
+            # Only the output suffix goes; the rest of the name keeps its dots ("01. Intro.npy" ->
+            # "01. Intro.flac", not "01.flac" as with_suffix would make of it).
+            stripped = candidate.with_name(candidate.name[: -len(candidate.suffix)])
             candidates.append(stripped)
-            candidates.extend(stripped.with_suffix(ext) for ext in sorted(audio.AUDIO_EXTENSIONS))
+            candidates.extend(stripped.with_name(stripped.name + ext) for ext in sorted(audio.AUDIO_EXTENSIONS))
     return next((c for c in candidates if c.is_file()), None)
 
 

@@ -20,11 +20,12 @@ import numpy as np
 
 from maest.batching import TrackResult
 from maest.extraction.errors import NonFiniteOutputError, OutputNotWritableError
-from maest.extraction.files import AudioItem, check_collisions, find_audio, shard_suffix, take_shard
+from maest.extraction.files import (AudioItem, check_collisions, find_audio, folders_read_again, shard_suffix,
+                                    take_shard)
 from maest.extraction.resume import check_settings, model_name, pending_items, run_settings
 from maest.extraction.sinks import FATAL_WRITE_ERRORS, FORMATS, Format, Sink, open_sink
 from maest.extraction.tracks import process
-from maest.failures import FAILURES_FILE, append_failures, write_failures
+from maest.failures import FAILURES_FILE, append_failures, read_failures, write_failures
 from maest.inference import EmbedOptions, MaestPipeline, load_model
 from maest.model import TOKEN_NAMES
 
@@ -149,7 +150,7 @@ def extract(
     output_dir: str | os.PathLike,
     model: str | os.PathLike | MaestPipeline,
     *,
-    blocks: int | None = 7,
+    blocks: int | str | None = "auto",
     tokens: Sequence[str] = TOKEN_NAMES,
     patchout_time: int = 1,
     patchout_freq: Sequence[int] = (),
@@ -194,7 +195,8 @@ def extract(
     if precision is not None and precision != pipeline.precision:
         raise ValueError(f"the pipeline given runs at {pipeline.precision}, not {precision}: "
                          "load it with load_model(..., precision=...) or leave precision out")
-    run_batch = pipeline.embedder(options)  # checks the options before the output folder is claimed
+    options = pipeline.resolved(options)  # checked before the folder is claimed; "auto" blocks made concrete
+    run_batch = pipeline.embedder(options)
     batcher = pipeline.batcher(run_batch, options, batch_size)
     failures_file = failures_path(output_dir, suffix)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -210,6 +212,7 @@ def extract(
     # lines are replaced. Inputs a stopped run never reached keep theirs.
     waiting = {id(item) for item in todo}
     settled = [str(item.path) for item in items if id(item) not in waiting] + [path for path, _ in missing]
+    settled += folders_read_again(list(read_failures(failures_file)), inputs, missing)
 
     from tqdm.auto import tqdm
 

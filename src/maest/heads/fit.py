@@ -121,7 +121,7 @@ def fit_head(
     *,
     audio_root: str | os.PathLike | None = None,
     model: Any = DEFAULT_MODEL,
-    blocks: int = 7,
+    blocks: int | str = "auto",
     tokens: Sequence[str] = ("cls", "dist", "avg"),
     patchout_time: int = 1,
     patchout_freq: Sequence[int] = (),
@@ -154,12 +154,12 @@ def fit_head(
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size)
-    options = EmbedOptions(blocks, tuple(tokens), patchout_time, tuple(patchout_freq), overlap)
-    pipeline.check_options(options)  # before any decoding
+    # Checked before any decoding; blocks "auto" (maest.blocks) becomes the block the head records.
+    options = pipeline.resolved(EmbedOptions(blocks, tuple(tokens), patchout_time, tuple(patchout_freq), overlap))
     source = None  # how to load the model again (maest tag --head): a registry name, hub id or absolute path
     if isinstance(model, (str, os.PathLike)):
         source = str(Path(model).resolve()) if Path(model).exists() else str(model)
-    spec = spec_for(pipeline, blocks, options.tokens, patchout_time, options.patchout_freq, overlap, source)
+    spec = spec_for(pipeline, options.blocks, options.tokens, patchout_time, options.patchout_freq, overlap, source)
     folder = cache_folder(cache_dir if cache_dir is not None else output / "embeddings", spec, label_set.audio_root,
                           pipeline.precision)
     x, kept, skipped = embed_label_set(label_set, pipeline, spec, folder, batch_size, decode_workers, progress)

@@ -19,6 +19,8 @@ import torch
 
 from maest.atomic import atomic_write, atomic_write_text
 from maest.evaluate.probe import MlpProbe
+from maest.heads.errors import HeadFormatError
+from maest.heads.integrity import check_meta, check_weights, finite_thresholds, read_meta, read_weights
 from maest.heads.labels import Mode
 from maest.heads.spec import EmbeddingSpec, HeadMismatchError, check_spec
 
@@ -26,10 +28,6 @@ WEIGHTS_FILE = "head.safetensors"
 META_FILE = "head.json"
 FORMAT = "maest-head"
 FORMAT_VERSION = 1
-
-
-class HeadFormatError(ValueError):
-    """A head folder is missing files or holds something this version cannot read."""
 
 
 @dataclass
@@ -52,6 +50,7 @@ class Head:
     def __post_init__(self):
         if self.kind not in ("mlp", "logistic"):
             raise HeadFormatError(f"unknown head kind {self.kind!r} (mlp or logistic)")
+        self.thresholds = finite_thresholds(self.thresholds)
         self._mlp: MlpProbe | None = None
         if self.kind == "mlp":
             weight = self.tensors["net.0.weight"]
@@ -123,8 +122,6 @@ class Head:
 
 def load_head(path: str | os.PathLike) -> Head:
     """Read a head folder written by :func:`maest.heads.fit_head` (or :meth:`Head.save`)."""
-    from safetensors.torch import load_file
-
     directory = Path(path)
     if directory.is_file():
         directory = directory.parent
@@ -132,18 +129,28 @@ def load_head(path: str | os.PathLike) -> Head:
     if not meta_path.is_file() or not weights_path.is_file():
         raise HeadFormatError(f"{directory} is not a head folder: it needs {META_FILE} and {WEIGHTS_FILE} "
                               "(written by `maest head fit`)")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format") != FORMAT or int(meta.get("format_version", 0)) > FORMAT_VERSION:
+    meta = read_meta(meta_path)
+    if meta.get("format") != FORMAT or not isinstance(meta.get("format_version"), int) \
+            or meta["format_version"] > FORMAT_VERSION:
         raise HeadFormatError(f"{meta_path} is format {meta.get('format')!r} version {meta.get('format_version')!r}; "
                               f"this maest reads {FORMAT} up to version {FORMAT_VERSION} (upgrade maest)")
-    tensors = load_file(str(weights_path))
+    check_meta(meta, meta_path)
+    tensors = read_weights(weights_path)
+    check_weights(tensors, meta["classifier"]["kind"], len(meta["labels"]), weights_path)
+    try:
+        spec = EmbeddingSpec.from_dict(meta["embedding"])
+    except (TypeError, ValueError) as error:
+        raise HeadFormatError(f"{meta_path}: 'embedding' is not readable ({error})") from None
+    if spec.dim != int(tensors["input_mean"].shape[0]):
+        raise HeadFormatError(f"{meta_path} says the head reads {spec.dim}-dim embeddings; {weights_path} holds "
+                              f"{int(tensors['input_mean'].shape[0])}-dim weights")
     classifier = dict(meta["classifier"])
     kind = classifier.pop("kind")
     for key in ("activation", "in_features"):
         classifier.pop(key, None)
     thresholds = None if meta.get("thresholds") is None else np.asarray(meta["thresholds"], dtype=np.float64)
     known = {"format", "format_version", "labels", "mode", "decision", "thresholds", "classifier", "embedding"}
-    return Head(list(meta["labels"]), meta["mode"], EmbeddingSpec.from_dict(meta["embedding"]), kind, tensors,
+    return Head(list(meta["labels"]), meta["mode"], spec, kind, tensors,
                 thresholds, classifier, {k: v for k, v in meta.items() if k not in known})
 
 

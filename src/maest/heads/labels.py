@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 
 from maest import audio as audio_io
+from maest.heads.errors import HeadError
 
 Mode = Literal["multi", "single"]
 SPLITS = {"train": "train", "validation": "validation", "valid": "validation", "val": "validation"}
@@ -23,7 +24,7 @@ PATH_COLUMNS = ("path", "file", "filename", "audio")
 TAG_COLUMNS = ("tags", "tag", "labels", "label", "class")
 
 
-class HeadDataError(ValueError):
+class HeadDataError(HeadError):
     """The labels cannot train a head (unreadable file, no labels, one class only ...)."""
 
 
@@ -164,10 +165,29 @@ def read_tree(root: str | os.PathLike, audio_root: str | os.PathLike | None = No
     base = Path(audio_root) if audio_root is not None else root
     paths, tags = [], []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for file in sorted(folder.rglob("*")):
+        for file in sorted(_files_under(folder)):
             if file.is_file() and file.suffix.lower() in audio_io.AUDIO_EXTENSIONS:
                 paths.append(_relative(str(file.absolute()), base, str(file)))
                 tags.append([folder.name])
     if not paths:
         raise HeadDataError(f"no audio files under {root}/<class>/; put each class's files in a folder named after it")
     return LabelSet(paths, tags, "single", base, str(root))
+
+
+def _files_under(folder: Path) -> list[Path]:
+    """Every file below ``folder``; a subfolder that cannot be read is an error (``rglob`` would skip
+    it silently, and its class would be fitted on part of its tracks)."""
+
+    def unreadable(error: OSError) -> None:
+        raise HeadDataError(f"folder {error.filename} cannot be read ({error.strerror or error}); fix its "
+                            "permissions (its tracks belong to a class) and rerun")
+
+    found, seen = [], set()
+    for parent, subfolders, files in os.walk(folder, onerror=unreadable, followlinks=True):
+        real = os.path.realpath(parent)
+        if real in seen:  # a linked folder met twice (or a link loop): entered once
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        found.extend(Path(parent) / name for name in files)
+    return found

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from maest.checkpoints.fingerprint import weights_fingerprint as model_fingerprint  # noqa: F401  (re-exported)
+from maest.heads.errors import HeadError
 
 
-
-class HeadMismatchError(ValueError):
+class HeadMismatchError(HeadError):
     """A head is applied to embeddings from another model or another embedding spec."""
 
 

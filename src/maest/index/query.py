@@ -31,7 +31,7 @@ def embed_like_index(index: Index, audio_file: str | os.PathLike, model=None, de
             f"given ({pipeline.fingerprint[:12]}): its neighbours would be meaningless; pass the model it was "
             "built from")
     return pipeline.embed(
-        audio_file, blocks=spec.get("blocks", 7), tokens=tuple(spec.get("tokens", ("cls", "dist", "avg"))),
+        audio_file, blocks=spec.get("blocks", "auto"), tokens=tuple(spec.get("tokens", ("cls", "dist", "avg"))),
         patchout_time=spec.get("patchout_time", 1), patchout_freq=tuple(spec.get("patchout_freq", ())),
         overlap=spec.get("overlap", 0.5), crop=spec.get("crop"), segments=spec.get("segments", "maest"),
     )
