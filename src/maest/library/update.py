@@ -18,6 +18,7 @@ import errno
 import hashlib
 import os
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,11 +119,17 @@ def _apply(path: str | os.PathLike, values: dict[str, list[str]], settings: str 
 
 
 def check_writable(target: Path) -> None:
+    """Raise :class:`TagWriteError` unless ``target`` may be replaced by a tagged copy.
+
+    A file or folder without its owner's write bit counts as read-only even for root (who could
+    write it anyway): marking music read-only is how a collector says "do not touch"."""
     info = target.stat()
-    if not os.access(target, os.W_OK):
+    if not os.access(target, os.W_OK) or not info.st_mode & stat.S_IWUSR:
         raise TagWriteError("the file is read-only: make it writable (chmod u+w) to tag it")
-    if not os.access(target.parent, os.W_OK | os.X_OK):
-        raise TagWriteError(f"its folder {target.parent} is read-only: the tagged copy cannot be written beside it")
+    folder = target.parent.stat()
+    if not os.access(target.parent, os.W_OK | os.X_OK) or not folder.st_mode & stat.S_IWUSR:
+        raise TagWriteError(f"its folder {target.parent} is read-only: the tagged copy is written beside the file, "
+                            "then renamed over it; make the folder writable (chmod u+w)")
     if info.st_nlink > 1:
         raise TagWriteError(f"the file has {info.st_nlink} hard links; replacing it would leave the other links "
                             "untagged: tag a copy, or break the links first")
