@@ -220,3 +220,38 @@ def test_sigkill_during_writes_leaves_each_file_old_or_new(tmp_path):
     for p in clips:  # a left-over copy of a killed write is replaced by the next write to that file
         update_file_tags(p, {"STYLE": ["done"]}, "final")
     assert all(not t.exists() for t in leftovers)
+
+
+def test_a_symbolic_link_keeps_pointing_at_the_tagged_file(clips, tmp_path):
+    target = clips[0]
+    link = tmp_path / f"link{target.suffix}"
+    link.symlink_to(target)
+    update_file_tags(link, {"STYLE": ["Techno"]}, "s")
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert fields(target, "STYLE")["STYLE"] == ["Techno"]
+
+
+def test_write_tags_with_a_head_writes_its_on_labels(tmp_path):
+    from maest.heads import fit_head, load_head, tag_files_with_head
+    from maest.inference import load_model
+
+    from eval_data import tiny_model
+
+    rng = np.random.default_rng(0)
+    model = str(tiny_model(tmp_path / "tiny"))
+    for kind, name in ((0, "low"), (2, "high")):  # two classes of clearly different sound
+        (tmp_path / "fit" / name).mkdir(parents=True)
+        for i in range(5):
+            write_clip(tmp_path / "fit" / name / f"{i}.flac", song(kind, 1.5, 44100, rng), 44100)
+    fit_head(tmp_path / "fit", tmp_path / "head", model=model, blocks=2, cache_dir=tmp_path / "cache", progress=False)
+    music = make_clips(tmp_path / "music", seconds=1.5)
+    result = run("tag", str(tmp_path / "music"), "--head", str(tmp_path / "head"), "--write-tags", "--layout", "joined",
+                 "--style-field", "MOOD", "--no-progress", "--failures", str(tmp_path / "f.tsv"))
+    assert result.exit_code == 0, result.output
+    head = load_head(tmp_path / "head")
+    expected = {path: [label for label, _, on in tags if on][:5]
+                for path, tags, _ in tag_files_with_head(tmp_path / "music", head, load_model(model, device="cpu"))}
+    for p in music:
+        got = fields(p, "MOOD", "GENRE", SETTINGS_FIELD)
+        assert got["MOOD"] == expected[str(p)] and got["MOOD"] and got["GENRE"] == [], (p, got)
+        assert "; head " in got[SETTINGS_FIELD][0]
