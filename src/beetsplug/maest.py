@@ -35,6 +35,19 @@ def _list_field(name: str) -> ListMediaField:
                           ListStorageStyle(name))
 
 
+def _merged_genres(item: Item, ours: list[str]) -> dict[str, object]:
+    """beets' genre field(s) with the item's own genres kept and maest's after them; maest's earlier
+    genres (its previous ``maest_genre``) are dropped first, so new settings replace only maest's."""
+    before = set(item.get("maest_genre") or [])
+    if "genres" in Item._fields:  # beets >= 2.4: a list field
+        current = list(item.get("genres") or [])
+    else:
+        current = [g.strip() for g in (item.get("genre") or "").split(",") if g.strip()]
+    kept = [g for g in current if g not in before]
+    merged = kept + [g for g in ours if g.casefold() not in {k.casefold() for k in kept}]
+    return {"genres": merged} if "genres" in Item._fields else {"genre": ", ".join(merged)}
+
+
 class MaestPlugin(BeetsPlugin):
     """Styles, own labels and similarity from MAEST for beets items."""
 
@@ -126,11 +139,8 @@ class MaestPlugin(BeetsPlugin):
             top = choose_labels(track.probabilities, labels, TagChoice(threshold=0.0, top_k=1))[0]
             values["maest_top"], values["maest_top_prob"] = top[0], round(top[1], 4)
             values["maest_probs"] = "; ".join(f"{label}={p:.3f}" for label, p in chosen)
-            if self.config["genre"].get(bool) and fields["GENRE"]:
-                if "genres" in Item._fields:
-                    values["genres"] = fields["GENRE"]
-                else:
-                    values["genre"] = ", ".join(fields["GENRE"])
+            if self.config["genre"].get(bool):
+                values.update(_merged_genres(item, fields["GENRE"]))
         if analyzer.head is not None:
             from maest.heads.tag import head_tags
 

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import GOOD_CLIPS
 from library_data import decoded, make_clips, song, tiny_tagger, write_clip
-from maest.library import open_tags, read_field
+from maest.library import open_tags, read_field, update_file_tags
 
 pytest.importorskip("beets")
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -68,8 +68,10 @@ maest:
   device: cpu
   threshold: 0.2
   top_k: 2
+  genre: yes
 """)
     files = sorted(p for p in music.rglob("*") if p.is_file())
+    update_file_tags(formats[1], {"GENRE": ["Jazz"]}, None)  # a user's own genre, which genre: yes must keep
     audio = {p: decoded(p) for p in files}
     imported = beet(beetsdir, "-v", "import", "-A", "-q", str(music))
     return dict(root=root, beetsdir=beetsdir, files=files, formats=formats, excerpts=excerpts, audio=audio,
@@ -96,6 +98,16 @@ def test_import_stores_queryable_attributes(library):
     assert all(0.2 <= float(row.split("\t")[2]) <= 1.0 for row in rows.values())
     numeric = listing(beetsdir, "maest_top_prob:0.2..1")  # the float attribute takes range queries
     assert set(numeric) == set(rows)
+    out = beet(beetsdir, "ls", "-f", "$path\t$genres\t$maest_genre").stdout.splitlines()
+    genres = {line.split("\t")[0]: line.split("\t")[1:] for line in out}
+    user = str(library["formats"][1])
+    assert library["formats"][1].suffix == ".ogg"
+    for path, (beets_genres, maest_genres) in genres.items():
+        assert maest_genres, path
+        if path == user:
+            assert beets_genres == "; ".join(["Jazz", *[g for g in maest_genres.split("; ") if g != "Jazz"]])
+        elif "shared" not in path:  # the shared clips may carry genres of their own
+            assert beets_genres == maest_genres, path
 
 
 def test_rerun_does_no_model_work_and_beet_write_writes_styles_audio_unchanged(library):
