@@ -14,6 +14,7 @@ import typer
 from maest.cli import app as app_commands
 from maest.cli import collection
 from maest.cli import data, evaluate, inference, train, weights
+from maest.cli import write_tags
 
 app = typer.Typer(
     name="maest",
@@ -45,6 +46,7 @@ app.command("discogs-labels")(data.discogs_labels_command)
 app.command("prepare")(data.prepare_command)
 app.command("embed")(inference.embed_command)
 app.command("tag")(inference.tag_command)
+app.command("untag")(write_tags.untag_command)
 app.command("eval")(evaluate.eval_command)
 app.command("train")(train.train_command)
 app.command("demo-data")(data.demo_data_command)

@@ -31,6 +31,9 @@ from maest.cli.options import (
     require,
     split_list,
 )
+from maest.cli.write_tags import (DryRunOpt, FailuresOpt, GenreFieldOpt, KeepMtimeOpt, LayoutOpt, ProgressFlagOpt,
+                                  ReplaceOpt, StyleFieldOpt, ThresholdOpt, WriteRequest, WriteTagsOpt,
+                                  write_tags_command)
 
 PathsArg = Annotated[list[Path], typer.Argument(help="Audio files and/or folders (searched recursively).")]
 
@@ -138,12 +141,31 @@ def tag_command(
     decode_workers: DecodeWorkersOpt = 0,
     workers: OldDecodeWorkersOpt = None,
     precision: PrecisionOpt = None,
+    write_tags: WriteTagsOpt = False,
+    threshold: ThresholdOpt = 0.1,
+    layout: LayoutOpt = "split",
+    genre_field: GenreFieldOpt = "GENRE",
+    style_field: StyleFieldOpt = "STYLE",
+    replace: ReplaceOpt = False,
+    dry_run: DryRunOpt = False,
+    keep_mtime: KeepMtimeOpt = False,
+    failures: FailuresOpt = Path("failures.tsv"),
+    progress: ProgressFlagOpt = True,
 ) -> None:
-    """Print the most probable Discogs styles (or the checkpoint's, or a head's labels) of each track."""
+    """Print the most probable Discogs styles (or the checkpoint's, or a head's labels) of each track;
+    with --write-tags, write them into the files' own tags instead."""
     from maest.extraction import run_files
     from maest.inference import EmbedOptions, load_model, top_labels
 
     decode_workers = renamed_workers(ctx, workers, decode_workers, "decode_workers")
+    if write_tags:
+        if plot is not None or output_format != "table":
+            fail("--plot and --format do not apply with --write-tags")
+        request = WriteRequest(threshold, layout, genre_field, style_field, replace, dry_run, keep_mtime, failures,
+                               progress)
+        return write_tags_command(paths, model, head, top_k, request, overlap=overlap, crop=crop, segments=segments,
+                                  extensions=extensions, batch_size=batch_size, device=device,
+                                  decode_workers=decode_workers, precision=precision)
     if output_format not in ("table", "json", "tsv"):
         fail(f"--format must be table, json or tsv, got {output_format!r}")
     if plot_scale not in ("fixed", "auto"):
