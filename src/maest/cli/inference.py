@@ -136,6 +136,7 @@ def tag_command(
 ) -> None:
     """Print the most probable Discogs styles (or the checkpoint's, or a head's labels) of each track."""
     from maest.extraction import run_files
+    from maest.extraction.run import precision_phrase
     from maest.inference import EmbedOptions, load_model, top_labels
 
     decode_workers = renamed_workers(ctx, workers, decode_workers, "decode_workers")
@@ -183,6 +184,7 @@ def tag_command(
         typer.echo(f"wrote {len(plots_written)} plots to {plot}", err=True)
     if succeeded == 0:
         fail(f"no track was tagged ({failed} failed)")
+    typer.echo(f"{succeeded} tagged, {failed} failed; {precision_phrase(pipeline)}", err=True)
 
 
 def _print_tags(path: str, top: list, output_format: str) -> None:
