@@ -16,7 +16,9 @@ from eval_data import tiny_model
 from maest import precision as precision_module
 from maest.cli import app
 from maest.extraction import SettingsMismatchError, extract
+from maest.inference import EmbedOptions as pipeline_options
 from maest.inference import choose_precision, load_model
+from maest.model import pool_tokens
 from maest.precision import CPU_BF16_ENV, PrecisionError, auto_precision, cpu_bf16_flags, cpu_flags, describe
 
 
@@ -117,3 +119,25 @@ def test_summary_line_and_settings_say_the_precision_and_why(tmp_path, checkpoin
                                       "--precision", "auto"])
     assert tagged.exit_code == 0, tagged.output
     assert f"1 tagged, 0 failed; precision bf16 (auto: {CPU_BF16_ENV}=1)" in tagged.stderr
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_weights_cast_once_give_autocasts_outputs_bit_for_bit(checkpoint, precision):
+    """The pipeline runs a copy whose matmul weights are cast once; autocast over the fp32 model
+    (what it ran before, casting them every batch) gives the same bits, and the fp32 model is untouched."""
+    pipeline = load_model(checkpoint, "cpu", precision=precision)
+    fp32_model = pipeline.model
+    assert all(p.dtype == torch.float32 for p in fp32_model.parameters())
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    assert pipeline._matmul_model.blocks[0].attn.qkv.weight.dtype == dtype
+    mel = torch.randn(3, 96, pipeline.config.segment_frames, generator=torch.Generator().manual_seed(2))
+    options_embed, options_tag = pipeline_options(blocks=2), pipeline_options(blocks=None)
+    with torch.inference_mode(), pipeline.autocast():
+        tokens = fp32_model.forward_features(mel, 2)
+        expected_embed = pool_tokens(tokens).float().numpy()
+        logits = fp32_model.head(fp32_model.head_features(fp32_model.forward_features(mel)))
+        expected_tag = torch.sigmoid(logits.float()).numpy()
+    assert np.array_equal(pipeline._embed_batch(options_embed, mel), expected_embed)
+    assert np.array_equal(pipeline._tag_batch(options_tag, mel), expected_tag)
+    fp32 = load_model(checkpoint, "cpu", precision="fp32")
+    assert fp32._matmul_model is fp32.model  # fp32 runs the model itself: no copy

@@ -30,7 +30,7 @@ from maest.configs import MaestConfig, discogs_labels
 from maest.decode import TrackMel
 from maest.effnet import EffNet
 from maest.model import TOKEN_NAMES, Maest, pool_tokens
-from maest.precision import AUTO, PrecisionChoice, PrecisionError, auto_precision
+from maest.precision import AUTO, PrecisionChoice, PrecisionError, auto_precision, matmul_weights_cast
 from maest.segments import CROPS, check_rule, hop_frames, padding_value
 
 __all__ = ["PRECISIONS", "DeviceUnavailableError", "EmbedOptions", "InputAudioError", "MaestPipeline", "PrecisionError",
@@ -132,6 +132,8 @@ class MaestPipeline:
         self.labels = model_labels(self.config)
         # The weights' identity (maest.checkpoints.fingerprint): output folders and heads check it.
         self.fingerprint: str = weights_fingerprint(self.model)
+        # What the batches run: under bf16/fp16, a copy with the matmul weights cast once (maest.precision).
+        self._matmul_model = model if self.is_effnet else matmul_weights_cast(model, self.precision)
 
     @property
     def chunk_seconds(self) -> int:
@@ -227,9 +229,10 @@ class MaestPipeline:
         mel = self._to_device(mel)
         with torch.inference_mode(), self.autocast():
             if self.is_effnet:
-                out = self.model.forward_features(mel)
+                out = self._matmul_model.forward_features(mel)
             else:
-                tokens = self.model.forward_features(mel, options.blocks, options.patchout_time, options.patchout_freq)
+                tokens = self._matmul_model.forward_features(mel, options.blocks, options.patchout_time,
+                                                             options.patchout_freq)
                 out = pool_tokens(tokens, options.tokens)
         return out.float().cpu().numpy()
 
@@ -239,14 +242,15 @@ class MaestPipeline:
             if self.is_effnet:
                 out = torch.sigmoid(self.model(mel).float())
             else:
-                tokens = self.model.forward_features(mel, None, options.patchout_time, options.patchout_freq)
-                out = torch.sigmoid(self.model.head(self.model.head_features(tokens)).float())
+                tokens = self._matmul_model.forward_features(mel, None, options.patchout_time, options.patchout_freq)
+                out = torch.sigmoid(self._matmul_model.head(self._matmul_model.head_features(tokens)).float())
         return out.float().cpu().numpy()
 
     def _block_batch(self, blocks: list[int], options: EmbedOptions, mel: torch.Tensor) -> np.ndarray:
         mel = self._to_device(mel)
         with torch.inference_mode(), self.autocast():
-            tokens = self.model.forward_intermediates(mel, blocks, options.patchout_time, options.patchout_freq)
+            tokens = self._matmul_model.forward_intermediates(mel, blocks, options.patchout_time,
+                                                              options.patchout_freq)
             pooled = [pool_tokens(x, TOKEN_NAMES).float() for x in tokens]
         return torch.stack(pooled, dim=1).flatten(1).cpu().numpy()
 
