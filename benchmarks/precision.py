@@ -100,7 +100,7 @@ def top_agreement(a: np.ndarray, b: np.ndarray, k: int) -> float:
     return float(np.mean(same))
 
 
-def model_only(config, segments: torch.Tensor, rounds: int) -> dict:
+def model_only(config, segments: torch.Tensor, rounds: int, native_bf16: bool) -> dict:
     """fp32 / bf16 autocast (weights cast per call, as maest 0.x ran it, and cast once, as it runs now) /
     dynamic int8, block 7, one segment per call, interleaved; round r runs
     clip r % 4, so every precision sees every clip once (the first round is the warm-up)."""
@@ -113,17 +113,22 @@ def model_only(config, segments: torch.Tensor, rounds: int) -> dict:
 
     variants = {"fp32": (fp32, False), "bf16": (fp32, True), "bf16 cast once": (matmul_weights_cast(fp32, "bf16"), True),
                 "int8": (int8, False)}
-    times = {name: [] for name in variants}
+    times: dict[str, list[float]] = {name: [] for name in (*variants, "peak fp32", "peak bf16")}
     outputs: dict[str, dict[int, np.ndarray]] = {name: {} for name in variants}
     for round_ in range(rounds):
         mel = segments[round_ % len(segments)][None]
-        for name, (model, bf16) in variants.items():
+        if round_:  # the matmul peaks in the same rounds, so load changes hit them as they hit the model
+            times["peak fp32"].append(matmul_gflops(torch.float32, 2048, 0.5))
+            times["peak bf16"].append(matmul_gflops(torch.bfloat16, 1024 if native_bf16 else 512, 0.5))
+        order = list(variants.items())
+        order = order[round_ % len(order):] + order[:round_ % len(order)]  # no variant always runs first
+        for name, (model, bf16) in order:
             start = time.perf_counter()
             outputs[name][round_ % len(segments)] = run(model, bf16, mel)[0]
             if round_:
                 times[name].append(time.perf_counter() - start)
             print(f"model-only round {round_} {name}: {time.perf_counter() - start:.2f} s", flush=True)
-    return {"model": fp32, "times": {n: statistics.median(t) for n, t in times.items()},
+    return {"model": fp32, "int8": int8, "times": {n: statistics.median(t) for n, t in times.items()},
             "outputs": {n: np.stack([o[i] for i in sorted(o)]) for n, o in outputs.items()}}
 
 
@@ -157,14 +162,15 @@ def whole_track(model: Maest, track: Path, rounds: int) -> dict:
             "cosine": float(cosine(segments["bf16"], segments["fp32"]).min())}
 
 
-def full_size_tags(model: Maest, segments: torch.Tensor, clips: int) -> dict:
+def full_size_tags(model: Maest, int8: torch.nn.Module, segments: torch.Tensor, clips: int) -> dict:
     """Class probabilities of the first ``clips`` real segments (all blocks, the head) per precision."""
     out = {}
-    for bf16 in (False, True):
+    for name, net, bf16 in (("fp32", model, False), ("bf16", model, True), ("int8", int8, False)):
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out["bf16" if bf16 else "fp32"] = torch.sigmoid(model(segments[:clips]).float()).numpy()
-    return {"top5": top_agreement(out["bf16"], out["fp32"], 5),
-            "max_abs": float(np.abs(out["bf16"] - out["fp32"]).max()), "clips": clips}
+            out[name] = torch.sigmoid(net(segments[:clips]).float()).numpy()
+    return {"top5": top_agreement(out["bf16"], out["fp32"], 5), "top5_int8": top_agreement(out["int8"], out["fp32"], 5),
+            "max_abs": float(np.abs(out["bf16"] - out["fp32"]).max()),
+            "max_abs_int8": float(np.abs(out["int8"] - out["fp32"]).max()), "clips": clips}
 
 
 def tiny_figures(path: Path) -> dict | None:
@@ -227,10 +233,11 @@ def main() -> None:
     config = architecture(ARCH)
     gflop = block7_gflop(config, config.segment_frames)
 
-    peaks = {"fp32": matmul_gflops(torch.float32, 2048), "bf16": matmul_gflops(torch.bfloat16, 1024)}
-    print(f"matmul peaks: {peaks}", flush=True)
+    native = bool([f for f in CPU_BF16_FLAGS if f in flags])
     segments = clip_segments(config.segment_frames)
-    model = model_only(config, segments, args.rounds)
+    model = model_only(config, segments, args.rounds, native)
+    peaks = {"fp32": model["times"].pop("peak fp32"), "bf16": model["times"].pop("peak bf16")}
+    peaks["bf16_size"] = 1024 if native else 512
     ref = model["outputs"]["fp32"]
     cos = {n: float(cosine(o, ref).min()) for n, o in model["outputs"].items()}
     same = np.array_equal(model["outputs"]["bf16"], model["outputs"]["bf16 cast once"])
@@ -238,7 +245,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         track = whole_track(model["model"], long_track(Path(scratch) / "real-30s.wav", config.segment_frames), args.track_rounds)
     track["cast_same"] = same
-    tags = full_size_tags(model["model"], segments, args.tag_clips)
+    tags = full_size_tags(model["model"], model["int8"], segments, args.tag_clips)
     tiny = tiny_figures(args.tiny)
     load_after = os.getloadavg()[0]
     write_report(args, flags, peaks, gflop, model["times"], cos, track, tags, tiny, (load_before, load_after),
@@ -276,7 +283,8 @@ def write_report(args, flags, peaks, gflop, times, cos, track, tags, tiny, load,
         "| what | fp32 | bf16, autocast casts weights per call | bf16, weights cast once (maest now) "
         "| int8 (dynamic, nn.Linear) |",
         "|---|---:|---:|---:|---:|",
-        f"| matmul peak | {peaks['fp32']:.1f} GFLOP/s (2048^3) | {peaks['bf16']:.1f} GFLOP/s (1024^3) | same | - |",
+        f"| matmul peak (same rounds) | {peaks['fp32']:.1f} GFLOP/s (2048^3) | {peaks['bf16']:.2f} GFLOP/s "
+        f"({peaks['bf16_size']}^3) | same | - |",
         f"| block 7, s / segment | {t['fp32']:.2f} | {t['bf16']:.2f} | {t['bf16 cast once']:.2f} | {t['int8']:.2f} |",
         f"| block 7, GFLOP/s | {gflop / t['fp32']:.1f} | {gflop / t['bf16']:.1f} | {gflop / t['bf16 cast once']:.1f} "
         f"| {gflop / t['int8']:.1f} |",
@@ -297,8 +305,8 @@ def write_report(args, flags, peaks, gflop, times, cos, track, tags, tiny, load,
         "|---|---|---:|---:|",
         f"| full size, random | block-7 cls+dist+avg cosine, min over {n_clips} real clips | {cos['bf16']:.5f} | {cos['int8']:.5f} |",
         f"| full size, random | whole-track segment cosine, min over {track['segments']} segments | {track['cosine']:.5f} | - |",
-        f"| full size, random | same top-5 of 400 tags ({tags['clips']} real clips) | {tags['top5']:.0%} | - |",
-        f"| full size, random | max abs difference of a tag probability | {tags['max_abs']:.4f} | - |",
+        f"| full size, random | same top-5 of 400 tags ({tags['clips']} real clips) | {tags['top5']:.0%} | {tags['top5_int8']:.0%} |",
+        f"| full size, random | max abs difference of a tag probability | {tags['max_abs']:.4f} | {tags['max_abs_int8']:.4f} |",
     ]
     if tiny is not None:
         lines += [
@@ -315,7 +323,7 @@ def write_report(args, flags, peaks, gflop, times, cos, track, tags, tiny, load,
         ]
     else:
         lines += ["", f"(No demo-trained tiny model at {args.tiny}: train one with the README's tiny flow.)"]
-    verdict_int8 = (t["fp32"] / t["int8"] >= 1.3 and t["bf16"] / t["int8"] >= 1.3 and cos["int8"] >= 0.995)
+    verdict_int8 = (min(t["fp32"], t["bf16 cast once"]) / t["int8"] >= 1.3 and cos["int8"] >= 0.995)
     lines += [
         "",
         "## Reading",
@@ -332,9 +340,11 @@ def write_report(args, flags, peaks, gflop, times, cos, track, tags, tiny, load,
         + (f", the trained tiny head's ROC-AUC moves by {abs(tiny['head_auc_bf16'] - tiny['head_auc_fp32']):.4f} "
            f"and the probe's by {abs(tiny['probe_auc_bf16'] - tiny['probe_auc_fp32']):.4f}" if tiny else "")
         + ": what a bf16 user gives up is small against a collection's differences between tracks.",
-        f"- int8 (dynamic): {t['fp32'] / t['int8']:.2f}x fp32 and {t['bf16'] / t['int8']:.2f}x bf16, cosine "
+        f"- int8 (dynamic): {t['fp32'] / t['int8']:.2f}x fp32 and {t['bf16 cast once'] / t['int8']:.2f}x bf16, cosine "
         f"{cos['int8']:.4f}. Rule: ship at >= 1.3x the faster of fp32/bf16 with cosine >= 0.995: "
-        + ("met" if verdict_int8 else "not met, so maest ships no int8") + ".",
+        + ("met on these random weights; int8 is not shipped before it is re-measured on trained weights (their "
+           "activation outliers cost dynamic int8 accuracy) and the same top-5 tags on real clips"
+           if verdict_int8 else "not met, so maest ships no int8") + ".",
         "",
     ]
     args.output.parent.mkdir(parents=True, exist_ok=True)
