@@ -141,3 +141,20 @@ def test_weights_cast_once_give_autocasts_outputs_bit_for_bit(checkpoint, precis
     assert np.array_equal(pipeline._tag_batch(options_tag, mel), expected_tag)
     fp32 = load_model(checkpoint, "cpu", precision="fp32")
     assert fp32._matmul_model is fp32.model  # fp32 runs the model itself: no copy
+
+
+def test_hear_follows_the_precision(checkpoint, monkeypatch):
+    from maest.hear import get_scene_embeddings
+    from maest.hear import load_model as load_hear
+
+    audio = torch.from_numpy(np.random.default_rng(3).standard_normal((2, 16000 * 2)).astype(np.float32) * 0.1)
+    auto, fp32 = load_hear(str(checkpoint), blocks=2), load_hear(str(checkpoint), blocks=2, precision="fp32")
+    if not cpu_bf16_flags():
+        assert auto.precision == "fp32"
+        assert torch.equal(get_scene_embeddings(audio, auto), get_scene_embeddings(audio, fp32))
+    monkeypatch.setenv(CPU_BF16_ENV, "1")
+    bf16 = load_hear(str(checkpoint), blocks=2)
+    assert bf16.precision == "bf16"
+    reference, embeddings = get_scene_embeddings(audio, fp32), get_scene_embeddings(audio, bf16)
+    assert embeddings.dtype == torch.float32 and not torch.equal(embeddings, reference)
+    assert torch.nn.functional.cosine_similarity(embeddings, reference).min() >= 0.99
