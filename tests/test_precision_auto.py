@@ -158,3 +158,13 @@ def test_hear_follows_the_precision(checkpoint, monkeypatch):
     reference, embeddings = get_scene_embeddings(audio, fp32), get_scene_embeddings(audio, bf16)
     assert embeddings.dtype == torch.float32 and not torch.equal(embeddings, reference)
     assert torch.nn.functional.cosine_similarity(embeddings, reference).min() >= 0.99
+
+
+def test_ray_actors_take_auto_as_the_default(monkeypatch):
+    from maest.distributed.engine import default_precision
+
+    assert default_precision("auto", "cuda") == default_precision(None, "cuda") == "bf16"  # the driver may lack a GPU
+    monkeypatch.setenv(CPU_BF16_ENV, "1")
+    assert default_precision("auto", "cpu") == default_precision(None, "cpu") == "bf16"
+    monkeypatch.setenv(CPU_BF16_ENV, "0")
+    assert default_precision(None, "cpu") == "fp32"
