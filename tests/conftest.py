@@ -10,6 +10,10 @@ import pytest
 # Local Ray clusters started by the tests listen on 127.0.0.1 only (Ray otherwise binds to the
 # machine's network address); read by Ray when it is imported, so set before any test imports it.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# The default precision is bf16 on CPUs with AMX or AVX512-BF16 (maest.precision): the suite pins
+# the CPU decision to fp32 so its reference comparisons hold on every machine; tests of the
+# decision itself (tests/test_precision_auto.py) unset it.
+os.environ.setdefault("MAEST_CPU_BF16", "0")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 GOOD_CLIPS = [

@@ -54,10 +54,12 @@ class HearModel(nn.Module):
 
     sample_rate = frontend.SAMPLE_RATE
 
-    def __init__(self, model: Maest, blocks: int | None = None, batch_size: int = 16, hop_ms: float | None = None):
+    def __init__(self, model: Maest, blocks: int | None = None, batch_size: int = 16, hop_ms: float | None = None,
+                 precision: str = "fp32"):
         super().__init__()
         config = model.config
         self.model = model.eval()
+        self.precision = precision  # bf16/fp16: the transformer under autocast; embeddings stay float32
         # On the model's device: column_embeddings moves the audio there before the mel.
         device = next(model.parameters()).device
         self.frontend = frontend.MelFrontend(mean=config.norm_mean, std=config.norm_std).to(device)
@@ -126,7 +128,9 @@ class HearModel(nn.Module):
         for first in range(0, total, per_window):  # windows start on column boundaries
             start = first * config.time_stride
             window = mel[:, :, start : min(start + config.segment_frames, frames)]
-            tokens = self.model.forward_features(window, self.blocks)[:, 2:]
+            dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+            with torch.autocast(window.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                tokens = self.model.forward_features(window, self.blocks)[:, 2:].float()
             rows = config.conv_freq_rows()
             cols = tokens.shape[1] // rows
             # Patch tokens are flattened frequency-major: index = row * columns + column.
@@ -143,13 +147,14 @@ def load_model(model_file_path: str = "", **kwargs) -> HearModel:
 
     Keyword options: ``blocks`` (default 7, or the depth if smaller), ``batch_size`` (sounds per
     forward pass), ``device`` (default: CUDA if available), ``hop_ms`` (timestamp hop: default the
-    model's 160 ms; 80, 40, 32, 20, 16 ... by shifted passes at 160 / hop_ms times the compute).
+    model's 160 ms; 80, 40, 32, 20, 16 ... by shifted passes at 160 / hop_ms times the compute),
+    ``precision`` (default auto: bf16 where the device computes it natively, else fp32; maest.precision).
     """
     from maest.inference import load_model as load_pipeline
 
     device = kwargs.pop("device", None)
-    pipeline = load_pipeline(model_file_path or DEFAULT_MODEL, device=device)
-    return HearModel(pipeline.model, **kwargs)
+    pipeline = load_pipeline(model_file_path or DEFAULT_MODEL, device=device, precision=kwargs.pop("precision", None))
+    return HearModel(pipeline.model, precision=pipeline.precision, **kwargs)
 
 
 def _check_audio(audio: torch.Tensor, model: HearModel) -> None:

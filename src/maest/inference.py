@@ -31,10 +31,12 @@ from maest.configs import MaestConfig, discogs_labels
 from maest.decode import TrackMel
 from maest.effnet import EffNet
 from maest.model import TOKEN_NAMES, Maest, pool_tokens
+from maest.precision import AUTO, PrecisionChoice, PrecisionError, auto_precision, matmul_weights_cast
 from maest.segments import CROPS, check_rule, hop_frames, padding_value
 
 __all__ = ["PRECISIONS", "DeviceUnavailableError", "EmbedOptions", "InputAudioError", "MaestPipeline", "PrecisionError",
-           "TrackResult", "load_model", "model_labels", "resolve_device", "resolve_precision", "top_labels"]
+           "TrackResult", "choose_precision", "load_model", "model_labels", "resolve_device", "resolve_precision",
+           "top_labels"]
 
 Mode = Literal["embed", "tag"]
 Precision = Literal["fp32", "bf16", "fp16"]
@@ -51,28 +53,29 @@ class DeviceUnavailableError(ValueError):
     """The requested device does not exist in this torch build or on this machine."""
 
 
-class PrecisionError(ValueError):
-    """The requested precision does not exist or does not run on the chosen device."""
-
-
 def resolve_precision(precision: str | None, device: str | torch.device) -> str:
-    """The precision to run at: ``None`` is bf16 on GPUs that have it (else fp16), fp32 on the CPU.
+    """The precision to run at (see :func:`choose_precision`)."""
+    return choose_precision(precision, device).precision
+
+
+def choose_precision(precision: str | None, device: str | torch.device) -> PrecisionChoice:
+    """The precision to run at and why: ``None`` or "auto" is bf16 where the device computes it
+    natively, fp16 on GPUs without bf16, else fp32 (:mod:`maest.precision`).
 
     bf16/fp16 run the model under autocast.
     An impossible pair fails here, in one line, before any checkpoint is read.
     """
     device = torch.device(device)
-    if precision is None:
-        if device.type != "cuda":
-            return "fp32"
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if precision is None or precision == AUTO:
+        return auto_precision(device)
     if precision not in PRECISIONS:
-        raise PrecisionError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise PrecisionError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r} "
+                             f"(or {AUTO}, the default)")
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise PrecisionError("this GPU has no bf16 (it needs compute capability 8.0+); use --precision fp16 or fp32")
     if precision in _AUTOCAST_DTYPES and device.type not in ("cpu", "cuda"):
         raise PrecisionError(f"{precision} autocast is supported on cpu and cuda, not on {device.type}; use fp32")
-    return precision
+    return PrecisionChoice(precision, "asked")
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,9 @@ class MaestPipeline:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = resolve_device(device)
-        self.precision: str = resolve_precision(precision, self.device)
+        choice = choose_precision(precision, self.device)
+        self.precision: str = choice.precision
+        self.precision_reason: str = choice.reason  # "asked", or why auto chose it (summary lines say it)
         self.model = model = model.eval().to(self.device)
         self.config: MaestConfig = model.config
         self.is_effnet = isinstance(model, EffNet)
@@ -129,6 +134,8 @@ class MaestPipeline:
         self.labels = model_labels(self.config)
         # The weights' identity (maest.checkpoints.fingerprint): output folders and heads check it.
         self.fingerprint: str = weights_fingerprint(self.model)
+        # What the batches run: under bf16/fp16, a copy with the matmul weights cast once (maest.precision).
+        self._matmul_model = model if self.is_effnet else matmul_weights_cast(model, self.precision)
 
     @property
     def chunk_seconds(self) -> int:
@@ -227,9 +234,10 @@ class MaestPipeline:
         mel = self._to_device(mel)
         with torch.inference_mode(), self.autocast():
             if self.is_effnet:
-                out = self.model.forward_features(mel)
+                out = self._matmul_model.forward_features(mel)
             else:
-                tokens = self.model.forward_features(mel, options.blocks, options.patchout_time, options.patchout_freq)
+                tokens = self._matmul_model.forward_features(mel, options.blocks, options.patchout_time,
+                                                             options.patchout_freq)
                 out = pool_tokens(tokens, options.tokens)
         return out.float().cpu().numpy()
 
@@ -239,14 +247,15 @@ class MaestPipeline:
             if self.is_effnet:
                 out = torch.sigmoid(self.model(mel).float())
             else:
-                tokens = self.model.forward_features(mel, None, options.patchout_time, options.patchout_freq)
-                out = torch.sigmoid(self.model.head(self.model.head_features(tokens)).float())
+                tokens = self._matmul_model.forward_features(mel, None, options.patchout_time, options.patchout_freq)
+                out = torch.sigmoid(self._matmul_model.head(self._matmul_model.head_features(tokens)).float())
         return out.float().cpu().numpy()
 
     def _block_batch(self, blocks: list[int], options: EmbedOptions, mel: torch.Tensor) -> np.ndarray:
         mel = self._to_device(mel)
         with torch.inference_mode(), self.autocast():
-            tokens = self.model.forward_intermediates(mel, blocks, options.patchout_time, options.patchout_freq)
+            tokens = self._matmul_model.forward_intermediates(mel, blocks, options.patchout_time,
+                                                              options.patchout_freq)
             pooled = [pool_tokens(x, TOKEN_NAMES).float() for x in tokens]
         return torch.stack(pooled, dim=1).flatten(1).cpu().numpy()
 
@@ -395,11 +404,12 @@ def load_model(name_or_path: str | os.PathLike | Maest | EffNet, device: str | t
                batch_size: int = 8, precision: str | None = None) -> MaestPipeline:
     """A :class:`MaestPipeline` for a registry name, hub id or local checkpoint (``device=None``: CUDA if available).
 
-    ``precision`` is fp32, bf16 or fp16 (``None``: bf16 on GPUs that have it, fp32 on the CPU).
+    ``precision`` is fp32, bf16 or fp16, or ``None``/"auto": bf16 where the device computes it natively
+    (GPUs since Ampere, CPUs with AMX or AVX512-BF16), fp16 on older GPUs, else fp32 (:mod:`maest.precision`).
     The device and precision are checked before any checkpoint is read or downloaded.
     """
     device = resolve_device(device)
-    precision = resolve_precision(precision, device)
+    resolve_precision(precision, device)
     if isinstance(name_or_path, (Maest, EffNet)):
         return MaestPipeline(name_or_path, device, batch_size, precision=precision)
     from maest.checkpoints import load_checkpoint

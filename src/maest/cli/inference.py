@@ -155,6 +155,7 @@ def tag_command(
     """Print the most probable Discogs styles (or the checkpoint's, or a head's labels) of each track;
     with --write-tags, write them into the files' own tags instead."""
     from maest.extraction import run_files
+    from maest.extraction.run import precision_phrase
     from maest.inference import EmbedOptions, load_model, top_labels
 
     decode_workers = renamed_workers(ctx, workers, decode_workers, "decode_workers")
@@ -222,6 +223,7 @@ def tag_command(
                    + (f"; {plot_failures} failed (see 'plot failed' above)" if plot_failures else ""), err=True)
     if succeeded == 0:
         fail(f"no track was tagged ({failed} failed)")
+    typer.echo(f"{succeeded} tagged, {failed} failed; {precision_phrase(pipeline)}", err=True)
 
 
 def _print_tags(path: str, top: list, output_format: str) -> None:

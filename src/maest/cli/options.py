@@ -155,7 +155,8 @@ SegmentsOpt = Annotated[Optional[str], typer.Option(
 ExtensionsOpt = Annotated[Optional[str], typer.Option(
     "--ext", help="Extensions to take from folders, e.g. mp3,wav (default: every format maest decodes).")]
 PrecisionOpt = Annotated[Optional[str], typer.Option(
-    "--precision", help="fp32, or bf16 / fp16 (autocast); default: bf16 on GPUs that have it, fp32 on the CPU.")]
+    "--precision", help="auto, fp32, or bf16 / fp16 (autocast). auto (default): bf16 where the device computes it "
+                        "natively (GPUs since Ampere, CPUs with AMX or AVX512-BF16), fp16 on older GPUs, else fp32.")]
 EngineOpt = Annotated[str, typer.Option(
     "--engine", help="local: decode workers and the model in this process; ray: a Ray cluster (pip install 'maest[ray]').")]
 RayAddressOpt = Annotated[Optional[str], typer.Option(

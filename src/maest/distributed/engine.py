@@ -71,7 +71,7 @@ def _actor_device(device: str | None) -> str:
 def default_precision(precision: str | None, device: str) -> str:
     """The precision the actors run at; on GPU actors the default is bf16 (the driver may have no GPU
     to ask): pass fp16 for GPUs without bf16."""
-    if precision is None and device == "cuda":
+    if precision in (None, "auto") and device == "cuda":
         return "bf16"
     if device == "cuda":
         return precision if precision in PRECISIONS else resolve_precision(precision, "cuda")  # raises

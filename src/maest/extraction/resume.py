@@ -75,9 +75,11 @@ def check_settings(output_dir: Path, settings: dict) -> None:
     changed = {k: (previous.get(k), v) for k, v in settings.items() if k != WEIGHTS_KEY and previous.get(k) != v}
     if changed:
         details = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+        # The default precision follows the machine (auto): a folder made on another one names its own.
+        hint = f", or pass --precision {previous['precision']}" if set(changed) == {"precision"} else ""
         raise SettingsMismatchError(
             f"{output_dir} holds outputs made with other settings ({details}); "
-            "choose another output folder or delete that one"
+            f"choose another output folder or delete that one{hint}"
         )
     old, new = previous.get(WEIGHTS_KEY), settings.get(WEIGHTS_KEY)
     if old is not None and new is not None and old != new:

@@ -28,6 +28,7 @@ from maest.extraction.tracks import process
 from maest.failures import FAILURES_FILE, append_failures, read_failures, write_failures
 from maest.inference import EmbedOptions, MaestPipeline, load_model
 from maest.model import TOKEN_NAMES
+from maest.precision import PrecisionChoice, describe
 
 
 TrackEngine = Callable[[Sequence[AudioItem], MaestPipeline, EmbedOptions, int],
@@ -48,13 +49,20 @@ class ExtractSummary:
     elapsed_seconds: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
     output_dir: Path | None = None
+    precision: str = ""  # "precision bf16 (auto: this CPU has amx_bf16)": which precision ran and why
 
     def line(self) -> str:
         speed = self.audio_seconds / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
         return (
             f"{self.succeeded} succeeded, {self.failed} failed, {self.skipped} skipped; "
             f"{self.audio_seconds / 3600:.3f} h of audio in {self.elapsed_seconds:.1f} s ({speed:.1f} audio s/s)"
+            + (f"; {self.precision}" if self.precision else "")
         )
+
+
+def precision_phrase(pipeline: MaestPipeline) -> str:
+    """Which precision ``pipeline`` runs at and why, for summary lines."""
+    return describe(PrecisionChoice(pipeline.precision, getattr(pipeline, "precision_reason", "asked")))
 
 
 def failures_path(output_dir: Path, suffix: str = "") -> Path:
@@ -204,7 +212,7 @@ def extract(
     check_settings(output_dir, run_settings(model_name(model), pipeline.config.segment_frames, options, per_segment,
                                             output_format, pipeline.fingerprint, pipeline.precision))
 
-    summary = ExtractSummary(output_dir=output_dir)
+    summary = ExtractSummary(output_dir=output_dir, precision=precision_phrase(pipeline))
     for path, reason in missing:
         record_failure(summary, path, reason, failures_file)
     todo, summary.skipped = pending_items(items, sink)
