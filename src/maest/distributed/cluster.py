@@ -139,3 +139,7 @@ class Cluster:
             ray = import_ray()
             with _kept_signal_handlers():
                 ray.shutdown()
+            # A Ray Data thread still winding down must not start a new (non-loopback) cluster by itself.
+            hook = getattr(getattr(ray, "_private", None), "auto_init_hook", None)
+            if hook is not None and hasattr(hook, "enable_auto_connect"):
+                hook.enable_auto_connect = False

@@ -96,6 +96,7 @@ class RayEngine(EngineBase):
         self.concurrency, self.cpus_per_actor = concurrency, cpus_per_actor
         self.tracks_per_call, self.actor_decode_seconds, self.retries = tracks_per_call, actor_decode_seconds, retries
         self.actor_device: str | None = None
+        self._runs: list[Iterator[TrackOutcome]] = []  # closed before the cluster: Ray Data's threads stop first
 
     def placement(self, device: str | None, precision: str | None) -> tuple[str | None, str | None]:
         """Joins the cluster; the driver's copy of the model stays on the CPU (it checks options and
@@ -145,25 +146,37 @@ class RayEngine(EngineBase):
 
     def run(self, items: Sequence[AudioItem], pipeline: MaestPipeline, mode: str, options: EmbedOptions,
             batch_size: int) -> Iterator[TrackOutcome]:
+        outcomes = self._outcomes(items, pipeline, mode, options, batch_size)
+        self._runs.append(outcomes)
+        return outcomes
+
+    def _outcomes(self, items: Sequence[AudioItem], pipeline: MaestPipeline, mode: str, options: EmbedOptions,
+                  batch_size: int) -> Iterator[TrackOutcome]:
         if not items:
             return
         by_key = {item.key: item for item in items}
         dataset = self.stages(_paths_dataset([(item.key, str(item.path)) for item in items]), pipeline, mode,
                               options, batch_size)
         seen: set[str] = set()
-        for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-            for key, result, reason in table_results(table):
-                if key in seen:  # a retried task emitted it again: the sink takes each track once
-                    continue
-                seen.add(key)
-                if result is not None and reason is None:
-                    reason = nonfinite_reason(result)
-                yield (by_key[key], result, None) if reason is None else (by_key[key], None, reason)
+        tables = iter(dataset.iter_batches(batch_size=None, batch_format="pyarrow"))
+        try:
+            for table in tables:
+                for key, result, reason in table_results(table):
+                    if key in seen:  # a retried task emitted it again: the sink takes each track once
+                        continue
+                    seen.add(key)
+                    if result is not None and reason is None:
+                        reason = nonfinite_reason(result)
+                    yield (by_key[key], result, None) if reason is None else (by_key[key], None, reason)
+        finally:
+            getattr(tables, "close", lambda: None)()  # stops Ray Data's executor while Ray is still up
         lost = [key for key in by_key if key not in seen]
         if lost:
             raise RayEngineError(f"the Ray run ended without {len(lost)} tracks (e.g. {lost[0]}); rerun to add them")
 
     def close(self) -> None:
+        while self._runs:  # a run stopped part way (Ctrl-C, SIGTERM, an error) ends before the cluster does
+            self._runs.pop().close()
         self.cluster.close()
 
 
