@@ -120,19 +120,26 @@ def multi_node(tmp: Path, workers: int, tracks: int) -> dict:
     out = tmp / "ray"
     killed: dict = {}
 
-    def kill_a_worker_node() -> None:
-        """Once the model actors compute (a few seconds after they are alive), kill a node holding one."""
-        from ray.util.state import list_actors
+    def actors_on(node) -> int:
+        """Model actors running under ``node``'s raylet (Ray titles them after the class)."""
+        raylet = node.all_processes["raylet"][0].process.pid
+        count = 0
+        for pid in tree(raylet):
+            try:
+                title = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            count += title.startswith("ray::") and ("TrackEmbedder" in title or "MapWorker" in title)
+        return count
 
-        deadline, busy = time.monotonic() + 600, set()
-        while time.monotonic() < deadline and not busy:
-            busy = {a.node_id for a in list_actors(filters=[("state", "=", "ALIVE")], raise_on_missing_output=False)
-                    if "MapWorker" in a.class_name}
+    def kill_a_worker_node() -> None:
+        """Once the model actors compute (a few seconds after they start), kill a worker node holding one."""
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and not any(actors_on(n) for n in nodes):
             time.sleep(0.2)
         time.sleep(3.0)
-        victim = next((n for n in nodes if n.node_id in busy), nodes[0])
-        killed.update(node=victim.node_id, had_actor=victim.node_id in busy, at=time.perf_counter() - started,
-                      written_before=len(list(out.rglob("*.parquet"))))
+        victim = next((n for n in nodes if actors_on(n)), nodes[0])
+        killed.update(node=victim.node_id, had_actor=bool(actors_on(victim)), at=time.perf_counter() - started)
         cluster.remove_node(victim, allow_graceful=False)
 
     try:
@@ -153,6 +160,23 @@ def multi_node(tmp: Path, workers: int, tracks: int) -> dict:
             "succeeded": summary.succeeded, "failed": summary.failed, "rows": len(keys), "unique": len(set(keys)),
             "same_keys": keys == local_keys and reference.succeeded == tracks,
             "max_abs_diff": float(np.abs(np.asarray(embeddings) - np.asarray(local_embeddings)).max())}
+
+
+def tree(root: int) -> set[int]:
+    """``root`` and its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                children.setdefault(int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]), []).append(
+                    int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    found, todo = set(), [root]
+    while todo:
+        found.add(todo[-1])
+        todo.extend(children.get(todo.pop(), []))
+    return found
 
 
 def report(one: dict | None, multi: dict | None, total: float) -> str:
