@@ -225,3 +225,54 @@ def test_stages_in_process_long_tracks_decoded_by_the_actor(tmp_path, checkpoint
         np.testing.assert_allclose(result.outputs, expected, atol=1e-5, rtol=0)
         np.testing.assert_array_equal(result.start_seconds, starts)
     assert rows[str(bad)][0] is None and rows[str(bad)][1]
+
+
+def _driver_env() -> dict:
+    """A second driver's environment, without the tests' loopback switch: maest must keep a loopback
+    --ray-address as given by itself (Ray rewrites it to the machine's network address)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, TESTS, os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+    return env
+
+
+def test_tag_on_a_loopback_cluster_gives_the_local_tags(cluster, tmp_path, checkpoint):
+    from typer.testing import CliRunner
+
+    from maest.cli import app
+
+    root = tmp_path / "music"
+    write_clips(root, 3)
+    common = ["tag", str(root), "-m", str(checkpoint), "--format", "json", "--top-k", "4"]
+    local = CliRunner().invoke(app, common)
+    assert local.exit_code == 0, local.output
+    command = [sys.executable, "-m", "maest.cli", *common, "--engine", "ray", "--ray-address", cluster]
+    done = subprocess.run(command, env=_driver_env(), capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    expected = [json.loads(line) for line in local.stdout.splitlines() if line.startswith("{")]
+    assert [r["path"] for r in rows] == [r["path"] for r in expected] and len(rows) == 3
+    for got, want in zip(rows, expected):
+        assert [t["label"] for t in got["tags"]] == [t["label"] for t in want["tags"]]
+        np.testing.assert_allclose([t["probability"] for t in got["tags"]],
+                                   [t["probability"] for t in want["tags"]], atol=2e-6)
+
+
+def test_head_fit_embeds_on_the_ray_engine_as_on_the_local_one(cluster, tmp_path, checkpoint):
+    from maest.distributed import RayEngine
+    from maest.heads import fit_head
+
+    root = tmp_path / "classes"
+    for label, seed in (("low", 0), ("high", 1)):
+        write_clips(root / label, 4, seconds=(1.0, 2.0), seed=seed)
+    local = fit_head(root, tmp_path / "head-local", model=str(checkpoint), blocks=2, progress=False)
+    with RayEngine() as engine:  # joins the test's cluster (already connected): leaves it running
+        distributed = fit_head(root, tmp_path / "head-ray", model=str(checkpoint), blocks=2, progress=False,
+                               engine=engine)
+    assert ray.is_initialized()
+    assert distributed.tracks == local.tracks and distributed.tracks["used"] == 8
+    assert distributed.validation_metrics == local.validation_metrics
+    caches = {name: sorted((tmp_path / name / "embeddings").rglob("*.npy")) for name in ("head-local", "head-ray")}
+    assert len(caches["head-local"]) == 8 == len(caches["head-ray"])
+    for a, b in zip(caches["head-local"], caches["head-ray"]):
+        np.testing.assert_allclose(np.load(b), np.load(a), atol=1e-5, rtol=0)

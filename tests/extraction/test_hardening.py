@@ -410,15 +410,16 @@ def test_a_stopped_run_keeps_the_failures_of_tracks_it_never_reached(tmp_path, a
     assert [Path(p).name for p in read_failures(out / "failures.tsv")] == ["zz-bad.mp3"]
     (out / "a.npy").unlink()  # a.wav is embedded again, then the run stops before zz-bad.mp3
 
-    def stops_after_one(items, pipeline, options, batch_size):
-        from maest.extraction.tracks import process
+    from maest.extraction.engines import LocalEngine
 
-        results = process(items, pipeline.batcher(pipeline.embedder(options), options, batch_size), pipeline.decoder)
-        yield next(r for r in results if r[2] is None)  # a.wav written; zz-bad.mp3 never reported
-        raise KeyboardInterrupt
+    class StopsAfterOne(LocalEngine):
+        def run(self, items, pipeline, mode, options, batch_size):
+            results = super().run(items, pipeline, mode, options, batch_size)
+            yield next(r for r in results if r[2] is None)  # a.wav written; zz-bad.mp3 never reported
+            raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        extract([music], out, pipeline, blocks=2, progress=False, engine=stops_after_one)
+        extract([music], out, pipeline, blocks=2, progress=False, engine=StopsAfterOne())
     assert (out / "a.npy").is_file()
     assert [Path(p).name for p in read_failures(out / "failures.tsv")] == ["zz-bad.mp3"]
 

@@ -8,8 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from maest.cli.options import (DEFAULT_MODEL, BatchSizeOpt, DecodeWorkersOpt, DeviceOpt, EmbedBlocksOpt,
-                               PatchoutFreqOpt, PatchoutTimeOpt, ProgressOpt, TokensOpt, fail, require, split_list)
+from maest.cli.options import (DEFAULT_MODEL, BatchSizeOpt, ConcurrencyOpt, DecodeWorkersOpt, DeviceOpt,
+                               EmbedBlocksOpt, EngineOpt, PatchoutFreqOpt, PatchoutTimeOpt, ProgressOpt, RayAddressOpt,
+                               TokensOpt, fail, require, split_list)
 
 head_app = typer.Typer(help="Own-label heads: fit a small tagger for your labels on MAEST embeddings.",
                        no_args_is_help=True)
@@ -21,6 +22,7 @@ WaitOpt = Annotated[float, typer.Option(
 
 @head_app.command("fit")
 def head_fit_command(
+    ctx: typer.Context,
     labels: Annotated[Path, typer.Argument(
         help="TSV/CSV of 'path<TAB>tag1,tag2[<TAB>split]' (multi-label), or a folder tree ROOT/<class>/<files> "
              "(single-label).")],
@@ -46,22 +48,29 @@ def head_fit_command(
     batch_size: BatchSizeOpt = 8,
     decode_workers: DecodeWorkersOpt = 2,
     progress: ProgressOpt = True,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    concurrency: ConcurrencyOpt = 1,
 ) -> None:
     """Fit a head on your labels: embeds each track once (cached), trains, picks thresholds, reports validation scores."""
     require("eval", "sklearn")
+    from maest.cli.engine import engine_for
     from maest.heads import fit_head
     from maest.model import parse_tokens
 
+    runner = engine_for(ctx, engine, decode_workers=decode_workers, ray_address=ray_address, concurrency=concurrency)
     try:
         report = fit_head(
             labels, output, audio_root=audio_root, model=model, blocks=blocks,
             tokens=parse_tokens(tokens) if tokens else ("cls", "dist", "avg"), patchout_time=patchout_time,
             patchout_freq=split_list(patchout_freq, int), validation=validation, seed=seed, classifier=classifier,
             device=device, batch_size=batch_size, decode_workers=decode_workers, cache_dir=cache_dir,
-            progress=progress,
+            progress=progress, engine=runner,
         )
     except (OSError, ValueError, RuntimeError) as error:  # HeadDataError/HeadMismatchError are ValueErrors
         fail(f"{type(error).__name__}: {error}")
+    finally:
+        runner.close()
     typer.echo(report.summary())
 
 

@@ -13,10 +13,12 @@ from maest.cli.options import (
     AudioRootOpt,
     BatchSizeOpt,
     BlocksOpt,
+    ConcurrencyOpt,
     DatasetArg,
     DecodeWorkersOpt,
     DeviceOpt,
     DropoutOpt,
+    EngineOpt,
     EpochsOpt,
     LowQualityOpt,
     MaxLrOpt,
@@ -30,6 +32,7 @@ from maest.cli.options import (
     ProbeWorkersOpt,
     ProgressOpt,
     ProtocolOpt,
+    RayAddressOpt,
     SeedOpt,
     SegmentsOpt,
     TokensOpt,
@@ -86,6 +89,9 @@ def eval_command(
         "--probe-device", help="Train probes on cpu (parallel processes) or cuda (one after another).")] = "cpu",
     seed: SeedOpt = 0,
     progress: ProgressOpt = True,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    concurrency: ConcurrencyOpt = 1,
 ) -> None:
     """Embed a dataset's tracks, train the MLP probe, report test ROC-AUC and mAP (Markdown + JSON).
 
@@ -97,7 +103,10 @@ def eval_command(
     from maest.evaluate.runner import run_eval
     from maest.model import parse_tokens
 
+    from maest.cli.engine import engine_for
+
     probe_workers = renamed_workers(ctx, workers, probe_workers, "probe_workers")
+    runner = engine_for(ctx, engine, decode_workers=decode_workers, ray_address=ray_address, concurrency=concurrency)
     try:
         result = run_eval(
             dataset, metadata, audio_root, model, output_dir, protocol=protocol, grid=grid, blocks=blocks,
@@ -107,12 +116,14 @@ def eval_command(
             decode_workers=decode_workers, probe_workers=probe_workers, probe_device=probe_device,
             allow_missing=allow_missing, seed=seed,
             dataset_options=_dataset_options(dataset, low_quality),
-            probe_overrides=_overrides(epochs, max_lr, batch, dropout, warmup), progress=progress,
+            probe_overrides=_overrides(epochs, max_lr, batch, dropout, warmup), progress=progress, engine=runner,
         )
     except (MissingAudioError, DatasetFormatError) as error:
         fail(str(error))
     except (OSError, ValueError, RuntimeError) as error:
         fail(f"{type(error).__name__}: {error}")
+    finally:
+        runner.close()
     typer.echo(result.markdown())
     typer.echo(f"wrote {output_dir / 'results.md'} and {output_dir / 'results.json'}")
 

@@ -69,15 +69,12 @@ def embed_command(
     concurrency: ConcurrencyOpt = 1,
 ) -> None:
     """Embed every audio file into OUTPUT: resumable, bad files listed in OUTPUT/failures.tsv."""
+    from maest.cli.engine import engine_for
     from maest.extraction import ExtractError, extract
     from maest.model import parse_tokens
 
-    if engine not in ("local", "ray"):
-        fail(f"--engine must be local or ray, got {engine!r}")
-    if engine == "local" and (ray_address is not None or concurrency != 1):
-        fail("--ray-address and --concurrency apply to --engine ray only")
-
     decode_workers = renamed_workers(ctx, workers, decode_workers, "decode_workers")
+    runner = engine_for(ctx, engine, decode_workers=decode_workers, ray_address=ray_address, concurrency=concurrency)
     shard_pair = None
     if shard is not None:
         try:
@@ -92,12 +89,8 @@ def embed_command(
         batch_size=batch_size, device=device, shard=shard_pair, progress=progress, precision=precision,
     )
     try:
-        if engine == "ray":
-            from maest.distributed import extract_ray
-
-            summary = extract_ray(paths, output, model, address=ray_address, concurrency=concurrency, **common)
-        else:
-            summary = extract(paths, output, model, workers=decode_workers, **common)
+        with runner:
+            summary = extract(paths, output, model, engine=runner, **common)
     except (OSError, ValueError, ExtractError) as error:  # CheckpointError is a RuntimeError: caught below
         fail(str(error))
     except RuntimeError as error:
@@ -141,6 +134,9 @@ def tag_command(
     decode_workers: DecodeWorkersOpt = 0,
     workers: OldDecodeWorkersOpt = None,
     precision: PrecisionOpt = None,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    concurrency: ConcurrencyOpt = 1,
     write_tags: WriteTagsOpt = False,
     threshold: ThresholdOpt = 0.1,
     layout: LayoutOpt = "split",
@@ -154,19 +150,25 @@ def tag_command(
 ) -> None:
     """Print the most probable Discogs styles (or the checkpoint's, or a head's labels) of each track;
     with --write-tags, write them into the files' own tags instead."""
+    from maest.cli.engine import engine_for
     from maest.extraction import run_files
+    from maest.extraction.engines import load_pipeline
     from maest.extraction.run import precision_phrase
-    from maest.inference import EmbedOptions, load_model, top_labels
+    from maest.inference import EmbedOptions, top_labels
 
     decode_workers = renamed_workers(ctx, workers, decode_workers, "decode_workers")
     if write_tags:
         if plot is not None or output_format != "table":
             fail("--plot and --format do not apply with --write-tags")
+        if engine != "local":
+            fail("--write-tags runs on the local engine only (files are written where they lie); "
+                 "leave out --engine")
         request = WriteRequest(threshold, layout, genre_field, style_field, replace, dry_run, keep_mtime, failures,
                                progress)
         return write_tags_command(paths, model, head, top_k, request, overlap=overlap, crop=crop, segments=segments,
                                   extensions=extensions, batch_size=batch_size, device=device,
                                   decode_workers=decode_workers, precision=precision)
+    runner = engine_for(ctx, engine, decode_workers=decode_workers, ray_address=ray_address, concurrency=concurrency)
     if output_format not in ("table", "json", "tsv"):
         fail(f"--format must be table, json or tsv, got {output_format!r}")
     if plot_scale not in ("fixed", "auto"):
@@ -183,13 +185,13 @@ def tag_command(
             from maest.heads.tag import head_tags
 
             fitted = load_head(head)
-            pipeline = model_for_head(fitted, model, device, batch_size, precision)
+            pipeline = model_for_head(fitted, model, *_placed(runner, device, precision, batch_size))
             mode, options = "embed", EmbedOptions(**fitted.spec.embed_kwargs())
         else:
-            pipeline = load_model(model or DEFAULT_MODEL, device, batch_size, precision)
+            pipeline = load_pipeline(runner, model or DEFAULT_MODEL, device, batch_size, precision)
             mode, options = "tag", EmbedOptions(blocks=None, overlap=overlap, crop=crop, segments=segments)
         results = run_files(paths, pipeline, mode, options, split_list(extensions) if extensions else None,
-                            batch_size, workers=decode_workers)
+                            batch_size, engine=runner)
         plots_written: set[Path] = set()
         plot_failures = 0
         succeeded = failed = 0
@@ -217,6 +219,8 @@ def tag_command(
                     typer.echo(f"plot failed: {path}: {type(error).__name__}: {error}", err=True)
     except (OSError, ValueError, RuntimeError) as error:
         fail(f"{type(error).__name__}: {error}")
+    finally:
+        runner.close()  # a cluster the engine started stops with the command
     if plot is not None and (plots_written or plot_failures):
         count = len(plots_written)
         typer.echo(f"wrote {count} plot{'' if count == 1 else 's'} to {plot}"
@@ -224,6 +228,12 @@ def tag_command(
     if succeeded == 0:
         fail(f"no track was tagged ({failed} failed)")
     typer.echo(f"{succeeded} tagged, {failed} failed; {precision_phrase(pipeline)}", err=True)
+
+
+def _placed(runner, device: str | None, precision: str | None, batch_size: int) -> tuple:
+    """``(device, batch_size, precision)`` of the driver's pipeline on ``runner`` (Ray: the CPU)."""
+    device, precision = runner.placement(device, precision)
+    return device, batch_size, precision
 
 
 def _print_tags(path: str, top: list, output_format: str) -> None:

@@ -158,11 +158,14 @@ PrecisionOpt = Annotated[Optional[str], typer.Option(
     "--precision", help="auto, fp32, or bf16 / fp16 (autocast). auto (default): bf16 where the device computes it "
                         "natively (GPUs since Ampere, CPUs with AMX or AVX512-BF16), fp16 on older GPUs, else fp32.")]
 EngineOpt = Annotated[str, typer.Option(
-    "--engine", help="local: decode workers and the model in this process; ray: a Ray cluster (pip install 'maest[ray]').")]
+    "--engine", help="Where tracks are computed: local (decode workers and the model in this process) or ray "
+                     "(a Ray cluster; pip install 'maest[ray]').")]
 RayAddressOpt = Annotated[Optional[str], typer.Option(
-    "--ray-address", help="With --engine ray: 'auto' (the cluster `ray start` made) or HOST:PORT (default: a new local cluster).")]
+    "--ray-address", help="With --engine ray: 'auto' (the cluster `ray start` made) or HOST:PORT, connected to as given "
+                          "(default: a new local cluster on 127.0.0.1 only, stopped at the end).")]
 ConcurrencyOpt = Annotated[int, typer.Option(
-    "--concurrency", min=1, help="With --engine ray: model actors (one GPU each when the cluster has GPUs, else one CPU).")]
+    "--concurrency", min=1, help="With --engine ray: model actors (one GPU each when the cluster has GPUs, else a node's CPUs shared "
+                        "by the actors, as torch threads).")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
 
 # Evaluation and the experiments.

@@ -76,21 +76,23 @@ def decode_batch(batch: pa.Table, decoder: TrackMel, actor_decode_seconds: float
 
 
 class TrackEmbedder:
-    """A Ray Data actor: loads the model once, then embeds the decoded tracks of each batch.
+    """A Ray Data actor: loads the model once, then embeds (or tags: ``mode``) the decoded tracks of each batch.
 
     The segments of all tracks in a batch run together through one :class:`SegmentBatcher`
     (batched by length, never padded), exactly as the local engine batches across files.
     """
 
     def __init__(self, model: Any, options: EmbedOptions, batch_size: int, precision: str, device: str,
-                 chunk_seconds: int = 60):
+                 chunk_seconds: int = 60, mode: str = "embed", threads: int | None = None):
         import ray
 
+        if threads is not None:  # the CPUs Ray gave this actor (Ray sets one thread per worker otherwise)
+            torch.set_num_threads(threads)
         if isinstance(model, ray.ObjectRef):
             model = ray.get(model)
         self.pipeline = MaestPipeline(model, device, batch_size, chunk_seconds, precision=precision)
         self.options = options
-        self.run_batch = self.pipeline.embedder(options)
+        self.run_batch = self.pipeline.runner(mode, options)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         batcher = self.pipeline.batcher(self.run_batch, self.options)

@@ -71,8 +71,10 @@ def extract_dataset_embeddings(
     workers: int = 0,
     progress: bool = True,
     segments: str = "maest",
+    engine: Any = None,
 ) -> dict[str, str]:
-    """Embed every track of ``dataset`` into ``embeddings_dir`` (skipping finished ones); returns failures by rel path."""
+    """Embed every track of ``dataset`` into ``embeddings_dir`` (skipping finished ones); returns failures by rel path.
+    ``engine``: an :class:`~maest.extraction.engines.Engine` (default: local, ``workers`` decode processes)."""
     from maest.extraction import extract
 
     embeddings_dir = Path(embeddings_dir)
@@ -80,7 +82,7 @@ def extract_dataset_embeddings(
     summary = extract([view], embeddings_dir, pipeline, blocks=blocks, tokens=tuple(tokens), patchout_time=patchout_time,
                       patchout_freq=tuple(patchout_freq), overlap=overlap, segments=segments, output_format="npy",
                       extensions=sorted({Path(p).suffix for p in dataset.all_paths() if Path(p).suffix}),
-                      batch_size=batch_size, workers=workers, progress=progress)
+                      batch_size=batch_size, workers=workers, progress=progress, engine=engine)
     failures = {}
     for path, reason in summary.failures:
         try:
@@ -171,6 +173,7 @@ def run_eval(
     dataset_options: Mapping[str, Any] | None = None,
     probe_overrides: Mapping[str, Any] | None = None,
     progress: bool = True,
+    engine: Any = None,
 ) -> EvalResult:
     """Evaluate ``model`` on ``dataset`` with a named probe ``protocol`` ("paper" or "original-repo").
 
@@ -182,7 +185,7 @@ def run_eval(
     """
     import dataclasses
 
-    from maest.inference import MaestPipeline, load_model
+    from maest.extraction.engines import LocalEngine, load_pipeline
 
     chosen = get_protocol(protocol)
     blocks = chosen.blocks if blocks is None else blocks
@@ -205,7 +208,7 @@ def run_eval(
     before = dataset.counts()
     if missing:
         dataset = drop_paths(dataset, missing, f"{len(missing)} tracks without audio left out ({report.summary()})")
-    pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size)
+    pipeline = load_pipeline(engine or LocalEngine(), model, device, batch_size)  # engine: where tracks are embedded
     depth = pipeline.config.depth
     if not 1 <= blocks <= depth:
         raise EvalError(f"blocks={blocks} but the model has {depth} blocks; pass blocks in 1..{depth}")
@@ -216,7 +219,8 @@ def run_eval(
                     f"{precision_key(pipeline.precision)}")
     embeddings_dir = output / "embeddings" / tag / settings_key
     failures = extract_dataset_embeddings(dataset, audio_root, pipeline, embeddings_dir, blocks, tokens, patchout_time,
-                                          patchout_freq, overlap, batch_size, decode_workers, progress, segments)
+                                          patchout_freq, overlap, batch_size, decode_workers, progress, segments,
+                                          engine=engine)
     if failures:
         dataset = drop_paths(dataset, set(failures), f"{len(failures)} tracks failed to decode (see {embeddings_dir}/failures.tsv)")
     counts = dataset.counts()

@@ -1,8 +1,9 @@
-"""The local extraction loop: files -> decode workers -> batching core -> sink; resumable, bad files reported.
+"""The extraction driver: files -> an engine -> sink; resumable, bad files reported.
 
 :func:`extract` embeds files into an output folder (:mod:`.sinks`), :func:`tag_files` yields tag
-probabilities in input order. Both are thin drivers over :mod:`maest.decode`, :mod:`maest.batching`
-and the sinks, which a second engine (e.g. Ray Data) reuses as they are.
+probabilities in input order. Both are thin drivers: an :mod:`engine <maest.extraction.engines>`
+(local decode workers and model, or a Ray cluster) computes the tracks; settings, resume, sinks and
+failures stay here, the same for every engine.
 """
 
 from __future__ import annotations
@@ -12,30 +13,23 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from maest.batching import TrackResult
+from maest.extraction.engines import Engine, load_pipeline, uses_engine
 from maest.extraction.errors import NonFiniteOutputError, OutputNotWritableError
 from maest.extraction.files import (AudioItem, check_collisions, find_audio, folders_read_again, shard_suffix,
                                     take_shard)
 from maest.extraction.resume import check_settings, model_name, pending_items, run_settings
 from maest.extraction.sinks import FATAL_WRITE_ERRORS, FORMATS, Format, Sink, open_sink
-from maest.extraction.tracks import process
 from maest.failures import FAILURES_FILE, append_failures, read_failures, write_failures
-from maest.inference import EmbedOptions, MaestPipeline, load_model
+from maest.inference import EmbedOptions, MaestPipeline
 from maest.model import TOKEN_NAMES
 from maest.precision import PrecisionChoice, describe
-
-
-TrackEngine = Callable[[Sequence[AudioItem], MaestPipeline, EmbedOptions, int],
-                       Iterator[tuple[AudioItem, TrackResult | None, str | None]]]
-"""``(items, pipeline, options, batch_size) -> (item, result, None) or (item, None, reason)`` once per item:
-how a driver computes tracks (the default: :func:`maest.extraction.tracks.process` in this process;
-:mod:`maest.distributed` runs them on a Ray cluster). Settings, resume, sinks and failures stay here."""
 
 
 @dataclass
@@ -153,6 +147,7 @@ def sigterm_stops_cleanly() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+@uses_engine
 def extract(
     inputs: str | os.PathLike | Sequence[str | os.PathLike],
     output_dir: str | os.PathLike,
@@ -174,7 +169,7 @@ def extract(
     shard: tuple[int, int] | None = None,
     progress: bool = True,
     precision: str | None = None,
-    engine: TrackEngine | None = None,
+    engine: Engine | str | None = None,
 ) -> ExtractSummary:
     """Embed every audio file under ``inputs`` into ``output_dir``; rerunning skips finished tracks.
 
@@ -188,7 +183,9 @@ def extract(
     happen. A track whose mel or embedding holds NaN/inf fails. SIGTERM stops the run as Ctrl-C does.
     ``segments``: the segment rule, "maest" or "original" (:mod:`maest.segments`).
     ``precision`` (fp32, bf16, fp16; default by device) is part of the folder's settings.
-    ``engine`` computes the tracks (default: decode workers and the model in this process).
+    ``engine`` computes the tracks: an :class:`~maest.extraction.engines.Engine` or a name of
+    :data:`~maest.extraction.engines.ENGINES` (default "local": ``workers`` decode processes and the
+    model in this process); one made from a name is closed when the run ends.
     """
     check_run_options(batch_size, workers, shard, output_format)
     started = time.perf_counter()
@@ -199,13 +196,12 @@ def extract(
     items, missing = find_audio(inputs, extensions)
     check_collisions(items, output_format)
     items, missing = take_shard(items, missing, shard)
-    pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size, precision)
+    pipeline = load_pipeline(engine, model, device, batch_size, precision)
     if precision is not None and precision != pipeline.precision:
         raise ValueError(f"the pipeline given runs at {pipeline.precision}, not {precision}: "
                          "load it with load_model(..., precision=...) or leave precision out")
     options = pipeline.resolved(options)  # checked before the folder is claimed; "auto" blocks made concrete
-    run_batch = pipeline.embedder(options)
-    batcher = pipeline.batcher(run_batch, options, batch_size)
+    pipeline.embedder(options)
     failures_file = failures_path(output_dir, suffix)
     output_dir.mkdir(parents=True, exist_ok=True)
     check_writable(output_dir, [failures_file])
@@ -228,10 +224,7 @@ def extract(
     work_started = time.perf_counter()
     with sigterm_stops_cleanly():
         try:
-            if engine is None:
-                results = process(todo, batcher, pipeline.decoder, workers)
-            else:
-                results = engine(todo, pipeline, options, batch_size)
+            results = engine.run(todo, pipeline, "embed", options, batch_size)
             for item, result, reason in results:
                 if reason is not None:
                     record_failure(summary, str(item.path), reason, failures_file)
@@ -265,6 +258,7 @@ def tag_files(
     device: str | None = None,
     workers: int = 0,
     precision: str | None = None,
+    engine: Engine | str | None = None,
 ) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
     """``(path, probabilities, None)`` or ``(path, None, reason)`` per file, in input order.
 
@@ -274,10 +268,12 @@ def tag_files(
     """
     check_run_options(batch_size, workers)
     options = EmbedOptions(blocks=None, overlap=overlap, crop=crop, segments=segments)
-    results = run_files(inputs, model, "tag", options, extensions, batch_size, device, workers, precision)
+    results = run_files(inputs, model, "tag", options, extensions, batch_size, device, workers, precision,
+                        engine=engine)
     return ((path, result.track if result is not None else None, reason) for path, result, reason in results)
 
 
+@uses_engine
 def run_files(
     inputs: Sequence[str | os.PathLike] | str | os.PathLike,
     model: str | os.PathLike | MaestPipeline,
@@ -288,9 +284,11 @@ def run_files(
     device: str | None = None,
     workers: int = 0,
     precision: str | None = None,
+    engine: Engine | str | None = None,
 ) -> Iterator[tuple[str, TrackResult | None, str | None]]:
     """``(path, result, None)`` or ``(path, None, reason)`` per file, in input order, for ``mode``
-    "embed" or "tag" (what :func:`tag_files` and own-label heads read).
+    "embed" or "tag" (what :func:`tag_files` and own-label heads read), computed by ``engine``
+    (as in :func:`extract`).
 
     Segments are batched across files, so tracks finish out of order; each is held back only until
     the tracks before it are done.
@@ -299,12 +297,11 @@ def run_files(
     items, missing = find_audio(inputs, extensions)
     for path, reason in missing:
         yield path, None, reason
-    pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size, precision)
-    batcher = pipeline.batcher(pipeline.runner(mode, options), options, batch_size)
+    pipeline = load_pipeline(engine, model, device, batch_size, precision)
     position = {id(item): index for index, item in enumerate(items)}
     finished: dict[int, tuple[str, TrackResult | None, str | None]] = {}
     next_index = 0
-    for item, result, reason in process(items, batcher, pipeline.decoder, workers):
+    for item, result, reason in engine.run(items, pipeline, mode, options, batch_size):
         finished[position[id(item)]] = (str(item.path), result, reason)
         while next_index in finished:
             yield finished.pop(next_index)

@@ -35,7 +35,8 @@ def cache_folder(base: str | os.PathLike, spec: EmbeddingSpec, audio_root: Path,
 
 
 def embed_label_set(labels: LabelSet, pipeline: Any, spec: EmbeddingSpec, folder: Path, batch_size: int = 8,
-                    workers: int = 0, progress: bool = True) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
+                    workers: int = 0, progress: bool = True, engine: Any = None
+                    ) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
     """``(embeddings (kept, dim), kept row indices, [(path, reason)] skipped)``: missing and unreadable audio is skipped."""
     root = labels.audio_root
     skipped: list[tuple[str, str]] = []
@@ -50,7 +51,8 @@ def embed_label_set(labels: LabelSet, pipeline: Any, spec: EmbeddingSpec, folder
         paths = [labels.paths[i] for i in present]
         dataset = Dataset("heads", [], {"all": Split("all", paths, np.zeros((len(paths), 0), bool), paths)})
         failures = extract_dataset_embeddings(dataset, root, pipeline, folder, spec.blocks, spec.tokens, spec.patchout_time,
-                                              spec.patchout_freq, spec.overlap, batch_size, workers, progress)
+                                              spec.patchout_freq, spec.overlap, batch_size, workers, progress,
+                                              engine=engine)
     view = folder.parent / (folder.name + ".audio-links")  # made by extract_dataset_embeddings (audio_view)
     kept = []
     for i in present:

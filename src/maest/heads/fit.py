@@ -135,6 +135,7 @@ def fit_head(
     decode_workers: int = 0,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    engine: Any = None,
 ) -> HeadReport:
     """Fit a head on ``labels`` (TSV/CSV or ``ROOT/<class>/<files>``) and save it to ``output_dir``.
 
@@ -142,8 +143,10 @@ def fit_head(
     Embeddings are cached under ``cache_dir`` (default ``output_dir/embeddings``) and reused on a rerun.
     ``validation``: the held-out fraction, unless the labels file has a ``split`` column.
     ``classifier``: "auto" (logistic regression below 400 training tracks, else the paper's MLP), "mlp" or "logistic".
+    ``engine``: where tracks are embedded (an :class:`~maest.extraction.engines.Engine`; default local).
     """
-    from maest.inference import EmbedOptions, MaestPipeline, load_model
+    from maest.extraction.engines import LocalEngine, load_pipeline
+    from maest.inference import EmbedOptions
 
     label_set = labels if isinstance(labels, LabelSet) else read_labels(labels, audio_root)
     label_set, repeated = _merge_duplicates(label_set)
@@ -153,7 +156,7 @@ def fit_head(
                             "files in class folders (ROOT/<class>/<files>)")
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size)
+    pipeline = load_pipeline(engine or LocalEngine(), model, device, batch_size)
     # Checked before any decoding; blocks "auto" (maest.blocks) becomes the block the head records.
     options = pipeline.resolved(EmbedOptions(blocks, tuple(tokens), patchout_time, tuple(patchout_freq), overlap))
     source = None  # how to load the model again (maest tag --head): a registry name, hub id or absolute path
@@ -162,7 +165,7 @@ def fit_head(
     spec = spec_for(pipeline, options.blocks, options.tokens, patchout_time, options.patchout_freq, overlap, source)
     folder = cache_folder(cache_dir if cache_dir is not None else output / "embeddings", spec, label_set.audio_root,
                           pipeline.precision)
-    x, kept, skipped = embed_label_set(label_set, pipeline, spec, folder, batch_size, decode_workers, progress)
+    x, kept, skipped = embed_label_set(label_set, pipeline, spec, folder, batch_size, decode_workers, progress, engine)
     skipped_file = _write_skipped(output, skipped)
     missing = sum(r.startswith("missing") for _, r in skipped)
     if not kept:
