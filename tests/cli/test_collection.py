@@ -132,7 +132,9 @@ def test_tag_with_a_head_and_timeline_plots(collection, tmp_path):
     # without a head: the model's labels; the plot rows are the model's top labels
     plain = run("tag", tracks[0], "-m", model, "--format", "tsv", "--plot", tmp_path / "plain")
     assert plain.exit_code == 0, plain.output
-    assert len(plain.output.strip().splitlines()) == 5 and (tmp_path / "plain" / f"{tracks[0].stem}.png").is_file()
+    lines = plain.output.strip().splitlines()  # the tag rows, then "wrote 1 plot" and the summary (stderr)
+    assert len(lines) == 6 and lines[-1].startswith("1 tagged, 0 failed")
+    assert (tmp_path / "plain" / f"{tracks[0].stem}.png").is_file()
 
     ignored = run("tag", tracks[0], "--head", tmp_path / "head", "--overlap", "0.25")
     assert ignored.exit_code == 1 and "do not apply with --head" in ignored.output
