@@ -9,7 +9,8 @@ from typing import Annotated, Optional
 import typer
 
 from maest.cli.options import (DEFAULT_MODEL, BatchSizeOpt, BlocksOpt, DecodeWorkersOpt, DeviceOpt, PatchoutFreqOpt,
-                               PatchoutTimeOpt, ProgressOpt, TokensOpt, fail, require, split_list)
+                               PatchoutTimeOpt, PrecisionOpt, ProgressOpt, ResamplerOpt, TokensOpt, fail, require,
+                               split_list)
 
 head_app = typer.Typer(help="Own-label heads: fit a small tagger for your labels on MAEST embeddings.",
                        no_args_is_help=True)
@@ -44,6 +45,8 @@ def head_fit_command(
     batch_size: BatchSizeOpt = 8,
     decode_workers: DecodeWorkersOpt = 2,
     progress: ProgressOpt = True,
+    precision: PrecisionOpt = None,
+    resampler: ResamplerOpt = None,
 ) -> None:
     """Fit a head on your labels: embeds each track once (cached), trains, picks thresholds, reports validation scores."""
     require("eval", "sklearn")
@@ -56,7 +59,7 @@ def head_fit_command(
             tokens=parse_tokens(tokens) if tokens else ("cls", "dist", "avg"), patchout_time=patchout_time,
             patchout_freq=split_list(patchout_freq, int), validation=validation, seed=seed, classifier=classifier,
             device=device, batch_size=batch_size, decode_workers=decode_workers, cache_dir=cache_dir,
-            progress=progress,
+            progress=progress, precision=precision, resampler=resampler,
         )
     except (OSError, ValueError, RuntimeError) as error:  # HeadDataError/HeadMismatchError are ValueErrors
         fail(f"{type(error).__name__}: {error}")
@@ -206,13 +209,11 @@ def _head_mismatch(head, spec: dict, dim: int) -> str | None:
     wanted = head.spec
     if head.dim != dim:
         return f"{head.dim}-dim embeddings, not {dim}-dim"
-    if spec.get("weights") is not None and spec["weights"] != wanted.model_fingerprint:
+    if not spec:  # an output without maest-embed.json: only the width is known
+        return None
+    from maest.spec import EmbeddingSpec
+
+    differ = EmbeddingSpec.from_dict(spec).differences(wanted.embedding_spec())
+    if spec.get("weights") is not None and spec["weights"] != wanted.weights:
         return "another model's weights"
-    recorded = {"blocks": spec.get("blocks"), "tokens": tuple(spec.get("tokens") or ()),
-                "patchout_time": spec.get("patchout_time"), "patchout_freq": tuple(spec.get("patchout_freq") or ()),
-                "overlap": spec.get("overlap")}
-    expected = {"blocks": wanted.blocks, "tokens": tuple(wanted.tokens), "patchout_time": wanted.patchout_time,
-                "patchout_freq": tuple(wanted.patchout_freq), "overlap": wanted.overlap}
-    differ = [f"{k} {recorded[k]!r} (head: {expected[k]!r})" for k in expected
-              if spec.get(k) is not None and recorded[k] != expected[k]]
     return "; ".join(differ) or None

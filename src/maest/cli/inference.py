@@ -24,6 +24,7 @@ from maest.cli.options import (
     PatchoutTimeOpt,
     PrecisionOpt,
     RayAddressOpt,
+    ResamplerOpt,
     SegmentsOpt,
     TokensOpt,
     fail,
@@ -64,6 +65,7 @@ def embed_command(
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
     concurrency: ConcurrencyOpt = 1,
+    resampler: ResamplerOpt = None,
 ) -> None:
     """Embed every audio file into OUTPUT: resumable, bad files listed in OUTPUT/failures.tsv."""
     from maest.extraction import ExtractError, extract
@@ -87,6 +89,7 @@ def embed_command(
         patchout_freq=split_list(patchout_freq, int), overlap=overlap, crop=crop, segments=segments,
         per_segment=per_segment, output_format=output_format, extensions=split_list(extensions) if extensions else None,
         batch_size=batch_size, device=device, shard=shard_pair, progress=progress, precision=precision,
+        resampler=resampler,
     )
     try:
         if engine == "ray":
@@ -133,31 +136,32 @@ def tag_command(
     decode_workers: DecodeWorkersOpt = 0,
     workers: OldDecodeWorkersOpt = None,
     precision: PrecisionOpt = None,
+    resampler: ResamplerOpt = None,
 ) -> None:
     """Print the most probable Discogs styles (or the checkpoint's, or a head's labels) of each track."""
     from maest.extraction import run_files
-    from maest.inference import EmbedOptions, load_model, top_labels
+    from maest.inference import load_model, top_labels
 
     decode_workers = renamed_workers(ctx, workers, decode_workers, "decode_workers")
     if output_format not in ("table", "json", "tsv"):
         fail(f"--format must be table, json or tsv, got {output_format!r}")
     if plot is not None:
         require("eval", "matplotlib")
-    if head is not None and (overlap != 0.5 or crop is not None or segments != "maest"):
-        fail("--overlap, --crop and --segments do not apply with --head: a head embeds tracks the way it was "
-             "fitted (see its head.json)")
     try:
         fitted = None
         if head is not None:
             from maest.heads import load_head, model_for_head
-            from maest.heads.tag import head_tags
+            from maest.heads.spec import run_spec
+            from maest.heads.tag import check_head_options, head_tags
 
+            check_head_options(overlap, crop, segments)
             fitted = load_head(head)
             pipeline = model_for_head(fitted, model, device, batch_size, precision)
-            mode, options = "embed", EmbedOptions(**fitted.spec.embed_kwargs())
+            mode, options = "embed", run_spec(fitted.spec, resampler)
         else:
             pipeline = load_model(model or DEFAULT_MODEL, device, batch_size, precision)
-            mode, options = "tag", EmbedOptions(blocks=None, overlap=overlap, crop=crop, segments=segments)
+            mode, options = "tag", pipeline.spec(blocks=None, overlap=overlap, crop=crop, segments=segments,
+                                                 resampler=resampler)
         results = run_files(paths, pipeline, mode, options, split_list(extensions) if extensions else None,
                             batch_size, workers=decode_workers)
         plots_written: set[Path] = set()

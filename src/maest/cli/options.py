@@ -142,6 +142,19 @@ ExtensionsOpt = Annotated[Optional[str], typer.Option(
     "--ext", help="Extensions to take from folders, e.g. mp3,wav (default: every format maest decodes).")]
 PrecisionOpt = Annotated[Optional[str], typer.Option(
     "--precision", help="fp32, or bf16 / fp16 (autocast); default: bf16 on GPUs that have it, fp32 on the CPU.")]
+RESAMPLERS = ("essentia", "soxr")  # maest.spec.RESAMPLERS, spelled here so --help needs no torch
+
+
+def _check_resampler(value: str | None) -> str | None:
+    if value is not None and value not in RESAMPLERS:
+        raise typer.BadParameter(f"must be one of {', '.join(RESAMPLERS)}, got {value!r}")
+    return value
+
+
+ResamplerOpt = Annotated[Optional[str], typer.Option(
+    "--resampler", callback=_check_resampler, metavar="[essentia|soxr]",
+    help="Resampler for audio not at 16 kHz: essentia (libsamplerate sinc_medium, the published models' training "
+         "input; default) or soxr (high quality). Part of the embedding spec: outputs of the two never mix.")]
 EngineOpt = Annotated[str, typer.Option(
     "--engine", help="local: decode workers and the model in this process; ray: a Ray cluster (pip install 'maest[ray]').")]
 RayAddressOpt = Annotated[Optional[str], typer.Option(

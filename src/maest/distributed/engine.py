@@ -97,7 +97,8 @@ def embed_stages(dataset, pipeline: MaestPipeline, options: EmbedOptions, *, pre
                  actor_decode_seconds: float | None = ACTOR_DECODE_SECONDS, retries: int = 3):
     """``dataset`` of ``path`` (and ``key``) rows -> result rows: the decode tasks and the model actors."""
     pipeline.check_options(options)
-    decoder = copy.copy(pipeline.decoder)  # numbers only: its frontend is built in each task
+    # numbers only (its frontend is built in each task); the spec's resampler travels with it
+    decoder = copy.copy(pipeline.decoder_for(getattr(options, "resampler", pipeline.decoder.resampler)))
     decoded = dataset.map_batches(
         decode_batch, fn_kwargs={"decoder": decoder, "actor_decode_seconds": actor_decode_seconds},
         batch_size=1, batch_format="pyarrow", num_cpus=1,  # Ray retries a task whose worker died (3 times)
@@ -216,6 +217,7 @@ def extract_ray(
     concurrency: int = 1,
     tracks_per_call: int = TRACKS_PER_CALL,
     actor_decode_seconds: float | None = ACTOR_DECODE_SECONDS,
+    resampler: str | None = None,
 ) -> ExtractSummary:
     """:func:`maest.extraction.extract` on a Ray cluster: the same outputs, failures.tsv, settings and summary.
 
@@ -233,4 +235,5 @@ def extract_ray(
     return extract(inputs, Path(output_dir), model, blocks=blocks, tokens=tokens, patchout_time=patchout_time,
                    patchout_freq=patchout_freq, overlap=overlap, crop=crop, segments=segments, per_segment=per_segment,
                    output_format=output_format, extensions=extensions, batch_size=batch_size, device="cpu",
-                   workers=0, shard=shard, progress=progress, precision=precision, engine=engine)
+                   workers=0, shard=shard, progress=progress, precision=precision, engine=engine,
+                   resampler=resampler)

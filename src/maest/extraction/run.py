@@ -8,6 +8,7 @@ and the sinks, which a second engine (e.g. Ray Data) reuses as they are.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import threading
@@ -27,6 +28,7 @@ from maest.extraction.tracks import process
 from maest.failures import FAILURES_FILE, append_failures, write_failures
 from maest.inference import EmbedOptions, MaestPipeline, load_model
 from maest.model import TOKEN_NAMES
+from maest.spec import EmbeddingSpec
 
 
 TrackEngine = Callable[[Sequence[AudioItem], MaestPipeline, EmbedOptions, int],
@@ -166,6 +168,7 @@ def extract(
     progress: bool = True,
     precision: str | None = None,
     engine: TrackEngine | None = None,
+    resampler: str | None = None,
 ) -> ExtractSummary:
     """Embed every audio file under ``inputs`` into ``output_dir``; rerunning skips finished tracks.
 
@@ -180,27 +183,28 @@ def extract(
     ``segments``: the segment rule, "maest" or "original" (:mod:`maest.segments`).
     ``precision`` (fp32, bf16, fp16; default by device) is part of the folder's settings.
     ``engine`` computes the tracks (default: decode workers and the model in this process).
+    ``resampler`` ("essentia", the default, or "soxr") decodes audio not at 16 kHz; it is part of the settings.
     """
     check_run_options(batch_size, workers, shard, output_format)
     started = time.perf_counter()
     output_dir = Path(output_dir)
-    options = EmbedOptions(blocks, tokens, patchout_time, tuple(patchout_freq), overlap, crop, segments)
+    EmbedOptions(blocks, tokens, patchout_time, tuple(patchout_freq), overlap, crop, segments)  # before any file
     suffix = shard_suffix(shard)
     sink = open_sink(output_dir, output_format, per_segment, suffix)  # parquet: fails here without pyarrow
     items, missing = find_audio(inputs, extensions)
     check_collisions(items, output_format)
     items, missing = take_shard(items, missing, shard)
     pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size, precision)
-    if precision is not None and precision != pipeline.precision:
-        raise ValueError(f"the pipeline given runs at {pipeline.precision}, not {precision}: "
-                         "load it with load_model(..., precision=...) or leave precision out")
-    run_batch = pipeline.embedder(options)  # checks the options before the output folder is claimed
-    batcher = pipeline.batcher(run_batch, options, batch_size)
+    # The run's one spec, checked against the model before the output folder is claimed.
+    spec = pipeline.spec(blocks=blocks, tokens=tokens, patchout_time=patchout_time, patchout_freq=tuple(patchout_freq),
+                         overlap=overlap, crop=crop, segments=segments, resampler=resampler,
+                         **({} if precision is None else {"precision": precision}))
+    batcher = pipeline.batcher(pipeline.embedder(spec), spec, batch_size)
     failures_file = failures_path(output_dir, suffix)
     output_dir.mkdir(parents=True, exist_ok=True)
     check_writable(output_dir, [failures_file])
-    check_settings(output_dir, run_settings(model_name(model), pipeline.config.segment_frames, options, per_segment,
-                                            output_format, pipeline.fingerprint, pipeline.precision))
+    check_settings(output_dir, run_settings(model_name(model), pipeline.config.segment_frames, spec, per_segment,
+                                            output_format))
 
     summary = ExtractSummary(output_dir=output_dir)
     for path, reason in missing:
@@ -218,9 +222,9 @@ def extract(
     with sigterm_stops_cleanly():
         try:
             if engine is None:
-                results = process(todo, batcher, pipeline.decoder, workers)
+                results = process(todo, batcher, pipeline.decoder_for(spec.resampler), workers)
             else:
-                results = engine(todo, pipeline, options, batch_size)
+                results = engine(todo, pipeline, spec, batch_size)  # the spec carries the resampler to its tasks
             for item, result, reason in results:
                 if reason is not None:
                     record_failure(summary, str(item.path), reason, failures_file)
@@ -254,6 +258,7 @@ def tag_files(
     device: str | None = None,
     workers: int = 0,
     precision: str | None = None,
+    resampler: str | None = None,
 ) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
     """``(path, probabilities, None)`` or ``(path, None, reason)`` per file, in input order.
 
@@ -263,8 +268,26 @@ def tag_files(
     """
     check_run_options(batch_size, workers)
     options = EmbedOptions(blocks=None, overlap=overlap, crop=crop, segments=segments)
-    results = run_files(inputs, model, "tag", options, extensions, batch_size, device, workers, precision)
+    results = run_files(inputs, model, "tag", options, extensions, batch_size, device, workers, precision, resampler)
     return ((path, result.track if result is not None else None, reason) for path, result, reason in results)
+
+
+def spec_of(pipeline: MaestPipeline, options: EmbedOptions, resampler: str | None = None) -> EmbeddingSpec:
+    """``options`` as this pipeline's spec: a spec is checked against the pipeline (weights, precision) and
+    ``resampler``; plain options get the pipeline's identity and ``resampler``."""
+    if isinstance(options, EmbeddingSpec):
+        if resampler is not None:
+            options.check_matches(options.replace(resampler=resampler), "the spec given", "pass one resampler")
+        options.check_matches(pipeline.spec(**spec_fields(options)),
+                              "the spec given does not fit the pipeline")
+        return options
+    return pipeline.spec(**spec_fields(options), resampler=resampler)
+
+
+def spec_fields(options: EmbedOptions) -> dict:
+    """The per-segment fields of ``options`` (or of a spec, with its precision and resampler) as keywords."""
+    names = [f.name for f in dataclasses.fields(options) if f.name not in ("weights", "family")]
+    return {name: getattr(options, name) for name in names}
 
 
 def run_files(
@@ -277,9 +300,11 @@ def run_files(
     device: str | None = None,
     workers: int = 0,
     precision: str | None = None,
+    resampler: str | None = None,
 ) -> Iterator[tuple[str, TrackResult | None, str | None]]:
     """``(path, result, None)`` or ``(path, None, reason)`` per file, in input order, for ``mode``
-    "embed" or "tag" (what :func:`tag_files` and own-label heads read).
+    "embed" or "tag" (what :func:`tag_files` and own-label heads read). ``options`` may be a whole
+    :class:`~maest.spec.EmbeddingSpec`: its resampler then decodes (``resampler`` must not differ).
 
     Segments are batched across files, so tracks finish out of order; each is held back only until
     the tracks before it are done.
@@ -289,11 +314,12 @@ def run_files(
     for path, reason in missing:
         yield path, None, reason
     pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size, precision)
-    batcher = pipeline.batcher(pipeline.runner(mode, options), options, batch_size)
+    spec = spec_of(pipeline, options, resampler)
+    batcher = pipeline.batcher(pipeline.runner(mode, spec), spec, batch_size)
     position = {id(item): index for index, item in enumerate(items)}
     finished: dict[int, tuple[str, TrackResult | None, str | None]] = {}
     next_index = 0
-    for item, result, reason in process(items, batcher, pipeline.decoder, workers):
+    for item, result, reason in process(items, batcher, pipeline.decoder_for(spec.resampler), workers):
         finished[position[id(item)]] = (str(item.path), result, reason)
         while next_index in finished:
             yield finished.pop(next_index)

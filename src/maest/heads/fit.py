@@ -135,6 +135,8 @@ def fit_head(
     decode_workers: int = 0,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    precision: str | None = None,
+    resampler: str | None = None,
 ) -> HeadReport:
     """Fit a head on ``labels`` (TSV/CSV or ``ROOT/<class>/<files>``) and save it to ``output_dir``.
 
@@ -143,7 +145,7 @@ def fit_head(
     ``validation``: the held-out fraction, unless the labels file has a ``split`` column.
     ``classifier``: "auto" (logistic regression below 400 training tracks, else the paper's MLP), "mlp" or "logistic".
     """
-    from maest.inference import EmbedOptions, MaestPipeline, load_model
+    from maest.inference import MaestPipeline, load_model
 
     label_set = labels if isinstance(labels, LabelSet) else read_labels(labels, audio_root)
     label_set, repeated = _merge_duplicates(label_set)
@@ -153,15 +155,15 @@ def fit_head(
                             "files in class folders (ROOT/<class>/<files>)")
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size)
-    options = EmbedOptions(blocks, tuple(tokens), patchout_time, tuple(patchout_freq), overlap)
-    pipeline.check_options(options)  # before any decoding
+    pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size, precision)
+    # The fit's one spec, checked against the model before any decoding; head.json records it.
+    embedding = pipeline.spec(blocks=blocks, tokens=tuple(tokens), patchout_time=patchout_time,
+                              patchout_freq=tuple(patchout_freq), overlap=overlap, resampler=resampler)
     source = None  # how to load the model again (maest tag --head): a registry name, hub id or absolute path
     if isinstance(model, (str, os.PathLike)):
         source = str(Path(model).resolve()) if Path(model).exists() else str(model)
-    spec = spec_for(pipeline, blocks, options.tokens, patchout_time, options.patchout_freq, overlap, source)
-    folder = cache_folder(cache_dir if cache_dir is not None else output / "embeddings", spec, label_set.audio_root,
-                          pipeline.precision)
+    spec = spec_for(pipeline, embedding, source)
+    folder = cache_folder(cache_dir if cache_dir is not None else output / "embeddings", spec, label_set.audio_root)
     x, kept, skipped = embed_label_set(label_set, pipeline, spec, folder, batch_size, decode_workers, progress)
     skipped_file = _write_skipped(output, skipped)
     missing = sum(r.startswith("missing") for _, r in skipped)
