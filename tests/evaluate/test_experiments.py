@@ -112,7 +112,7 @@ def test_patchout_experiment(tiny, tmp_path):
     assert settings["embedding"]["segments"] == "original"
     # The paper's frequency patchout (model.md): 3 rows = the first and the last two, 4 = the first two
     # and the last two.
-    assert settings["patchout_freq"] == [0, 7, 8]
+    assert settings["embedding"]["patchout_freq"] == [0, 7, 8]
     assert freq_rows_to_drop(9, 3) == (0, 7, 8) and freq_rows_to_drop(9, 4) == (0, 1, 7, 8)
     assert freq_rows_to_drop(9, 1) == (8,) and freq_rows_to_drop(9, 0) == ()
 
