@@ -70,7 +70,7 @@ def test_differences_name_the_field_and_the_values(field):
 
 def _show(value):
     if isinstance(value, tuple):
-        return ",".join(map(str, value))
+        return ",".join(map(str, value)) or "none"
     return str(value)
 
 
@@ -98,10 +98,13 @@ def test_resume_with_another_spec_is_refused_naming_the_field(tiny, tmp_path, fi
 
 
 def test_resume_with_other_weights_is_refused(tiny, tmp_path):
+    """New weights saved at the same checkpoint path: the fingerprint tells them apart."""
     out = tmp_path / "out"
-    extract(tiny["music"], out, tiny["model"], **options(device="cpu"))
-    with pytest.raises(SettingsMismatchError, match="differs in: weights"):
-        extract(tiny["music"], out, load_model(tiny["other"], "cpu"), **options())
+    checkpoint = save_tiny(tmp_path / "ckpt", 0)
+    extract(tiny["music"], out, checkpoint, **options(device="cpu"))
+    assert save_tiny(tmp_path / "ckpt", 1) == checkpoint
+    with pytest.raises(SettingsMismatchError, match=r"differs in: weights \("):
+        extract(tiny["music"], out, checkpoint, **options(device="cpu"))
 
 
 def test_folder_from_before_the_resampler_is_accepted_and_then_guarded(tiny, tmp_path, pipeline):

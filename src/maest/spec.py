@@ -158,7 +158,8 @@ class EmbeddingSpec(EmbedOptions):
                 out.append(f"{field.name} ({_show(mine)} vs {_show(theirs)})")
         return out
 
-    def check_matches(self, other: EmbeddingSpec, what: str, hint: str = "") -> None:
+    def check_matches(self, other: EmbeddingSpec, what: str, hint: str = "",
+                      error: type[SpecMismatchError] = SpecMismatchError) -> None:
         """Raise :class:`SpecMismatchError` naming every differing field unless ``other`` equals this spec.
 
         ``what`` says where ``self`` comes from ("OUT holds embeddings made with another spec"); ``hint``
@@ -166,7 +167,7 @@ class EmbeddingSpec(EmbedOptions):
         """
         differences = self.differences(other)
         if differences:
-            raise SpecMismatchError(f"{what} (differs in: {'; '.join(differences)})" + (f"; {hint}" if hint else ""))
+            raise error(f"{what} (differs in: {'; '.join(differences)})" + (f"; {hint}" if hint else ""))
 
     def describe(self) -> str:
         """``"block 7 cls+dist+avg"`` plus every field off its default."""

@@ -78,7 +78,8 @@ def run_spec(head_spec: HeadSpec, resampler: str | None = None) -> _Spec:
     wanted = head_spec.embedding_spec()
     if resampler is not None and resampler != wanted.resampler:
         wanted.check_matches(wanted.replace(resampler=resampler), f"this head was fitted on {head_spec.describe()}",
-                             "leave --resampler out (the head's is used) or fit a head with that resampler")
+                             "leave --resampler out (the head's is used) or fit a head with that resampler",
+                             HeadMismatchError)
     return wanted
 
 
