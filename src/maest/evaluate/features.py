@@ -31,18 +31,6 @@ class FeatureCacheError(RuntimeError):
     """A feature cache folder was written with different settings, or a track's features are absent."""
 
 
-def precision_key(precision: str) -> str:
-    """Suffix of cache folder names for an inference precision: "" for fp32 (names made before the
-    option stay valid), else ``-bf16`` / ``-fp16``, so caches made on a GPU and on a CPU never meet."""
-    return "" if precision == "fp32" else f"-{precision}"
-
-
-def segments_key(rule: str) -> str:
-    """Suffix of cache folder names and keys for a segment rule: "" for "maest" (names made before the
-    rule was an option stay valid), ``-original`` for the original code's rule."""
-    return "" if rule == "maest" else f"-{rule}"
-
-
 @dataclass
 class FeatureSet:
     """Where a cache lives and what it holds: ``blocks`` x (cls, dist, avg) x ``width`` per track."""

@@ -19,7 +19,7 @@ import numpy as np
 
 from maest.atomic import atomic_write_text
 from maest.evaluate.datasets import Dataset, MissingAudioError, check_audio, drop_paths, load_dataset
-from maest.evaluate.features import segments_key, token_letters
+from maest.evaluate.features import token_letters
 from maest.metrics import TaggingScores, markdown_table
 from maest.evaluate.probe import ProbeData, get_protocol, grid_search
 from maest.extraction.embed_cache import audio_view, embed_tracks, embedding_file, load_embeddings  # noqa: F401
@@ -39,28 +39,6 @@ def model_tag(model: Any) -> str:
         config = getattr(model, "config", None)
         name = getattr(config, "name", type(model).__name__)
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)) or "model"
-
-
-def extract_dataset_embeddings(
-    dataset: Dataset,
-    audio_root: str | os.PathLike,
-    pipeline: Any,
-    embeddings_dir: str | os.PathLike,
-    blocks: int,
-    tokens: Sequence[str],
-    patchout_time: int = 1,
-    patchout_freq: Sequence[int] = (),
-    overlap: float = 0.5,
-    batch_size: int = 8,
-    workers: int = 0,
-    progress: bool = True,
-    segments: str = "maest",
-    resampler: str | None = None,
-) -> dict[str, str]:
-    """Embed every track of ``dataset`` into ``embeddings_dir`` (skipping finished ones); returns failures by rel path."""
-    spec = pipeline.spec(blocks=blocks, tokens=tuple(tokens), patchout_time=patchout_time,
-                         patchout_freq=tuple(patchout_freq), overlap=overlap, segments=segments, resampler=resampler)
-    return embed_tracks(dataset.all_paths(), audio_root, pipeline, embeddings_dir, spec, batch_size, workers, progress)
 
 
 SEGMENT_NOTES = {
@@ -139,6 +117,7 @@ def run_eval(
     dataset_options: Mapping[str, Any] | None = None,
     probe_overrides: Mapping[str, Any] | None = None,
     progress: bool = True,
+    precision: str | None = None,
     resampler: str | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` on ``dataset`` with a named probe ``protocol`` ("paper" or "original-repo").
@@ -148,6 +127,8 @@ def run_eval(
     made with it, :mod:`maest.segments`); "maest" embeds as ``maest embed`` does.
     ``grid=True`` runs the protocol's grid search (selection on validation). Missing audio raises
     :class:`MissingAudioError` with per-split counts unless ``allow_missing`` (then it is reported).
+    ``precision``/``resampler`` (default by device / essentia) are part of the embedding spec: the
+    cached embeddings' folder is named by them and its maest-embed.json refuses another.
     """
     import dataclasses
 
@@ -174,7 +155,7 @@ def run_eval(
     before = dataset.counts()
     if missing:
         dataset = drop_paths(dataset, missing, f"{len(missing)} tracks without audio left out ({report.summary()})")
-    pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size)
+    pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size, precision)
     depth = pipeline.config.depth
     if not 1 <= blocks <= depth:
         raise EvalError(f"blocks={blocks} but the model has {depth} blocks; pass blocks in 1..{depth}")
@@ -199,7 +180,7 @@ def run_eval(
         load_embeddings(embeddings_dir, splits["test"].paths), splits["test"].targets, dataset.labels,
     )
     base = dataclasses.replace(chosen.config, **dict(probe_overrides or {}))
-    probe_dir = (output / "probe" / f"{tag}-b{blocks}-{letters}-t{patchout_time}-f{freq}{segments_key(segments)}-{protocol}"
+    probe_dir = (output / "probe" / f"{tag}-b{blocks}-{letters}-t{patchout_time}-f{freq}{spec.suffix()}-{protocol}"
                                     f"{'-grid' if grid else ''}-seed{seed}")
     search = grid_search(data, probe_dir, base, chosen.grid if grid else {}, probe_workers, seed, progress, probe_device)
     best = search.best
