@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from maest.atomic import atomic_write_text
-from maest.evaluate.probe import ProbeConfig, ProbeError
+from maest.probe import ProbeConfig, ProbeError
 from maest.heads.classifier import Kind, choose_kind, train_logistic, train_mlp
 from maest.heads.embeddings import cache_folder, embed_label_set
 from maest.heads.head import META_FILE, WEIGHTS_FILE, head_from_parts

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from maest.atomic import atomic_write, atomic_write_text
-from maest.evaluate.probe import MlpProbe
+from maest.probe import MlpProbe
 from maest.heads.labels import Mode
 from maest.heads.spec import EmbeddingSpec, HeadMismatchError, check_spec
 
