@@ -26,7 +26,7 @@ def clean(value, old_root, new_root):
 
 SPEC_KEYS = {"weights", "family", "blocks", "tokens", "patchout_time", "patchout_freq", "overlap", "crop", "segments",
              "precision", "resampler"}
-SPEC_FILES = {"maest-embed.json", "features.json", "head.json"}
+SPEC_FILES = {"maest-embed.json", "features.json", "head.json", "index.json"}
 
 
 def spec_only_change(old, new) -> bool:
