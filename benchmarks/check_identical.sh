@@ -44,6 +44,7 @@ run_all() {  # $1: src, $2: output folder
   } > $O/log.txt 2>&1
   echo "ran with $S -> $O (log: $O/log.txt)"
 }
-run_all "$OLD" "$WORK/old"
+# KEEP_OLD=1 reuses an existing $WORK/old (the reference run does not change).
+if [ "${KEEP_OLD:-0}" != 1 ] || [ ! -d "$WORK/old" ]; then run_all "$OLD" "$WORK/old"; fi
 run_all "$NEW" "$WORK/new"
 PYTHONPATH=$NEW python "$HERE/compare_outputs.py" "$WORK/old" "$WORK/new"
