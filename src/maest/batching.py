@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from maest.segments import Segments, check_rule, gather_segments, track_segments
+from maest.segments import Segments, check_rule, gather_segments, original_segment_starts, segment_starts
 
 RunBatch = Callable[[torch.Tensor], np.ndarray]
 """``(batch, n_mels, frames)`` segments -> ``(batch, dim)`` float32 outputs, one row per segment."""
@@ -92,7 +92,11 @@ class SegmentBatcher:
         """Queue a track's mel ``(n_mels, frames)``; returns the tracks completed meanwhile."""
         if mel.shape[-1] < self.min_frames:
             raise ValueError(f"a track needs at least {self.min_frames} mel frames, got {mel.shape[-1]}")
-        segments = track_segments(mel.shape[-1], self.segment_frames, self.overlap, self.crop, self.segments)
+        # the rule was checked once, when this batcher was made (not once per track)
+        if self.segments == "original":
+            segments = original_segment_starts(mel.shape[-1], self.segment_frames, self.overlap)
+        else:
+            segments = segment_starts(mel.shape[-1], self.segment_frames, self.overlap, self.crop)
         track = _Track(key, mel, segments, duration, remaining=len(segments))
         self.queues.setdefault(segments.frames, deque()).append(_Piece(track, 0, len(segments)))
         self.queued[segments.frames] = self.queued.get(segments.frames, 0) + len(segments)

@@ -86,12 +86,13 @@ class TrackMel(_LazyFrontend):
     std: float = DISCOGS_STD
     min_frames: int = 16
     chunk_seconds: int = 60
+    resampler: str = "essentia"  # a run's spec sets it (maest.spec); it travels with the decoder to workers
 
     def _make_frontend(self) -> MelFrontend:
         return MelFrontend(mean=self.mean, std=self.std)
 
     def __call__(self, path: str | os.PathLike) -> Decoded:
-        return Decoded(*streaming.file_mel(path, self.frontend, self.min_frames, self.chunk_seconds))
+        return Decoded(*streaming.file_mel(path, self.frontend, self.min_frames, self.chunk_seconds, self.resampler))
 
 
 @dataclass

@@ -13,10 +13,10 @@ the matrix kernels, ~1e-6).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -25,14 +25,15 @@ import torch
 from maest import audio as audio_io
 from maest import frontend, streaming
 from maest.batching import RunBatch, SegmentBatcher, TrackResult
-from maest.blocks import AUTO, Blocks, resolve_blocks
+from maest.blocks import resolve_blocks
 from maest.checkpoints.fingerprint import weights_fingerprint
 from maest.configs import MaestConfig, discogs_labels
 from maest.decode import TrackMel
 from maest.effnet import EffNet
 from maest.model import TOKEN_NAMES, Maest, pool_tokens
 from maest.precision import AUTO, PrecisionChoice, PrecisionError, auto_precision, matmul_weights_cast
-from maest.segments import CROPS, check_rule, hop_frames, padding_value
+from maest.segments import padding_value
+from maest.spec import DEFAULT_RESAMPLER, PRECISIONS, EmbeddingSpec, EmbedOptions
 
 __all__ = ["PRECISIONS", "DeviceUnavailableError", "EmbedOptions", "InputAudioError", "MaestPipeline", "PrecisionError",
            "TrackResult", "choose_precision", "load_model", "model_labels", "resolve_device", "resolve_precision",
@@ -41,7 +42,6 @@ __all__ = ["PRECISIONS", "DeviceUnavailableError", "EmbedOptions", "InputAudioEr
 Mode = Literal["embed", "tag"]
 Precision = Literal["fp32", "bf16", "fp16"]
 # No int8: measured at 0.62x the fp32 block-7 path on this project's CPUs (benchmarks/results/int8.md).
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -76,35 +76,6 @@ def choose_precision(precision: str | None, device: str | torch.device) -> Preci
     if precision in _AUTOCAST_DTYPES and device.type not in ("cpu", "cuda"):
         raise PrecisionError(f"{precision} autocast is supported on cpu and cuda, not on {device.type}; use fp32")
     return PrecisionChoice(precision, "asked")
-
-
-@dataclass(frozen=True)
-class EmbedOptions:
-    """What to compute per segment. ``blocks`` counts blocks run: 7 = the paper's "block 7"; "auto"
-    (:mod:`maest.blocks`): 7, or the last block of a shallower model."""
-
-    blocks: Blocks = AUTO
-    tokens: tuple[str, ...] = TOKEN_NAMES
-    patchout_time: int = 1
-    patchout_freq: tuple[int, ...] = ()
-    overlap: float = 0.5
-    crop: str | None = None
-    segments: str = "maest"  # segment rule: "maest" or "original" (the paper's numbers; maest.segments)
-
-    def __post_init__(self):
-        tokens = (self.tokens,) if isinstance(self.tokens, str) else tuple(self.tokens)
-        object.__setattr__(self, "tokens", tokens)
-        object.__setattr__(self, "patchout_freq", tuple(int(r) for r in self.patchout_freq))
-        bad = [t for t in tokens if t not in TOKEN_NAMES]
-        if bad or not tokens:
-            raise ValueError(f"tokens must be a non-empty selection of {TOKEN_NAMES}, got {tokens}")
-        if self.patchout_time < 1:
-            raise ValueError(f"patchout_time must be >= 1, got {self.patchout_time}")
-        # Checked here, before any decoding or output folder is touched, not at the first track.
-        hop_frames(1, self.overlap)
-        if self.crop not in CROPS:
-            raise ValueError(f"crop must be one of {CROPS}, got {self.crop!r}")
-        check_rule(self.segments, self.overlap, self.crop)
 
 
 class MaestPipeline:
@@ -146,6 +117,15 @@ class MaestPipeline:
     def chunk_seconds(self, value: int) -> None:
         self.decoder.chunk_seconds = value
 
+    def decoder_for(self, resampler: str) -> TrackMel:
+        """This model's file decoder resampling with ``resampler`` (a copy: the spec's resampler travels with
+        the decoder to worker processes and Ray tasks)."""
+        return self.decoder if self.decoder.resampler == resampler else dataclasses.replace(self.decoder, resampler=resampler)
+
+    def spec(self, **options: Any) -> EmbeddingSpec:
+        """The :class:`~maest.spec.EmbeddingSpec` of this model's embeddings with these options, checked."""
+        return EmbeddingSpec.for_pipeline(self, **options)
+
     def check_options(self, options: EmbedOptions) -> None:
         """Fail before any decoding when the options do not fit this model."""
         if self.is_effnet:
@@ -162,15 +142,17 @@ class MaestPipeline:
             raise ValueError("patchout_freq drops every frequency row")
 
     # -- audio -> mel -----------------------------------------------------------------------
-    def mel(self, audio: str | os.PathLike | np.ndarray, sample_rate: int = frontend.SAMPLE_RATE) -> tuple[torch.Tensor, float]:
+    def mel(self, audio: str | os.PathLike | np.ndarray, sample_rate: int = frontend.SAMPLE_RATE,
+            resampler: str | None = None) -> tuple[torch.Tensor, float]:
         """Whole-track normalised mel ``(96, frames)`` on the CPU and the duration in seconds.
 
         ``audio`` is a file path or a 1-D float waveform (mono) at ``sample_rate`` Hz (16 kHz by
-        default; other rates are resampled). Audio shorter than one patch (16 frames, 0.24 s) is
-        padded with silence to one patch.
+        default; other rates are resampled with ``resampler``, default :data:`maest.spec.DEFAULT_RESAMPLER`).
+        Audio shorter than one patch (16 frames, 0.24 s) is padded with silence to one patch.
         """
+        resampler = DEFAULT_RESAMPLER if resampler is None else resampler
         if isinstance(audio, (str, os.PathLike)):
-            return tuple(self.decoder(audio))  # type: ignore[return-value]
+            return tuple(self.decoder_for(resampler)(audio))  # type: ignore[return-value]
         waveform = np.asarray(audio)
         if waveform.ndim != 1 or not np.issubdtype(waveform.dtype, np.floating):
             raise InputAudioError(
@@ -181,7 +163,7 @@ class MaestPipeline:
             raise InputAudioError("the waveform holds no samples")
         if not np.all(np.isfinite(waveform)):
             raise InputAudioError("the waveform contains NaN or infinity")
-        waveform = audio_io.resample(waveform, sample_rate, frontend.SAMPLE_RATE)
+        waveform = audio_io.resample(waveform, sample_rate, frontend.SAMPLE_RATE, resampler)
         if waveform.size == 0:  # e.g. one sample at 44.1 kHz
             raise InputAudioError(f"the waveform is shorter than one sample at {frontend.SAMPLE_RATE} Hz")
         blocks = streaming.waveform_blocks(waveform, self.chunk_seconds)
@@ -192,7 +174,7 @@ class MaestPipeline:
     def resolved(self, options: EmbedOptions) -> EmbedOptions:
         """``options`` checked, with ``blocks="auto"`` made the block it means for this model (what outputs record)."""
         self.check_options(options)
-        return replace(options, blocks=resolve_blocks(options.blocks, None if self.is_effnet else self.config.depth))
+        return dataclasses.replace(options, blocks=resolve_blocks(options.blocks, None if self.is_effnet else self.config.depth))
 
     def embedder(self, options: EmbedOptions) -> RunBatch:
         """Segments -> embeddings: ``options.tokens`` pooled after ``options.blocks`` blocks (early exit)."""
@@ -280,8 +262,9 @@ class MaestPipeline:
 
     def run_track(self, audio: str | os.PathLike | np.ndarray, mode: Mode, options: EmbedOptions,
                   sample_rate: int = frontend.SAMPLE_RATE, batch_size: int | None = None) -> TrackResult:
-        """One track (file or waveform) -> its per-segment outputs (``mode`` "embed" or "tag") and starts."""
-        mel, duration = self.mel(audio, sample_rate)
+        """One track (file or waveform) -> its per-segment outputs (``mode`` "embed" or "tag") and starts;
+        decoded with the resampler of ``options`` when it is an :class:`~maest.spec.EmbeddingSpec`."""
+        mel, duration = self.mel(audio, sample_rate, getattr(options, "resampler", None))
         results = list(self.run_tracks([(0, mel, duration)], mode, options, batch_size))
         return results[0][1]
 
@@ -299,6 +282,7 @@ class MaestPipeline:
         sample_rate: int = frontend.SAMPLE_RATE,
         batch_size: int | None = None,
         segments: str = "maest",
+        resampler: str | None = None,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Embedding of a track (file path, or 1-D waveform at ``sample_rate``, 16 kHz by default).
 
@@ -308,34 +292,41 @@ class MaestPipeline:
         published models). Returns the mean over segments, ``(dim,)``; with ``per_segment=True``
         returns ``(embeddings (segments, dim), start times in seconds (segments,))``.
         ``segments="original"`` cuts segments as the paper's downstream numbers were made
-        (:mod:`maest.segments`).
+        (:mod:`maest.segments`). ``resampler``: "essentia" (default) or "soxr" for audio not at 16 kHz.
         """
-        options = EmbedOptions(blocks, tokens, patchout_time, tuple(patchout_freq), overlap, crop, segments)
-        result = self.run_track(audio, "embed", options, sample_rate, batch_size)
+        spec = self.spec(blocks=blocks, tokens=tokens, patchout_time=patchout_time, patchout_freq=tuple(patchout_freq),
+                         overlap=overlap, crop=crop, segments=segments, resampler=resampler)
+        result = self.run_track(audio, "embed", spec, sample_rate, batch_size)
         return (result.outputs, result.start_seconds) if per_segment else result.track
 
     def predict(self, audio: str | os.PathLike | np.ndarray, overlap: float = 0.5, crop: str | None = None,
                 sample_rate: int = frontend.SAMPLE_RATE, batch_size: int | None = None,
-                segments: str = "maest") -> np.ndarray:
+                segments: str = "maest", resampler: str | None = None) -> np.ndarray:
         """Class probabilities of a track: the mean over segments of the sigmoid outputs."""
-        options = EmbedOptions(blocks=None, overlap=overlap, crop=crop, segments=segments)
-        return self.run_track(audio, "tag", options, sample_rate, batch_size).track
+        spec = self.spec(blocks=None, overlap=overlap, crop=crop, segments=segments, resampler=resampler)
+        return self.run_track(audio, "tag", spec, sample_rate, batch_size).track
 
     def tag(self, audio: str | os.PathLike | np.ndarray, top_k: int | None = 5, overlap: float = 0.5,
             crop: str | None = None, sample_rate: int = frontend.SAMPLE_RATE,
-            segments: str = "maest", head: Any = None) -> list[tuple[str, float]] | list[tuple[str, float, bool]]:
+            segments: str = "maest", head: Any = None,
+            resampler: str | None = None) -> list[tuple[str, float]] | list[tuple[str, float, bool]]:
         """The ``top_k`` labels (all when None) with their probabilities, most probable first.
 
         ``head`` (a :class:`maest.heads.Head` or its folder): the head's labels instead of the
         model's, as ``(label, probability, on)`` with on/off by the head's decision rule; the track is
-        embedded with the head's recorded spec (``overlap``/``crop``/``segments`` do not apply).
+        embedded with the head's recorded spec: ``overlap``/``crop``/``segments`` other than their
+        defaults are refused (as ``maest tag --head`` refuses them), a ``resampler`` other than the
+        head's too.
         """
         if head is not None:
             from maest.heads import tag_with_head
+            from maest.heads.tag import check_head_options
 
-            tags = tag_with_head(self, audio, head, sample_rate)
+            check_head_options(overlap, crop, segments)
+            tags = tag_with_head(self, audio, head, sample_rate, resampler)
             return tags[:top_k] if top_k is not None else tags
-        return top_labels(self.predict(audio, overlap, crop, sample_rate, segments=segments), self.labels, top_k)
+        return top_labels(self.predict(audio, overlap, crop, sample_rate, segments=segments, resampler=resampler),
+                          self.labels, top_k)
 
 
     def plot_tags(self, audio: str | os.PathLike, top_k: int = 10, head: Any = None):

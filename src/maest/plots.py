@@ -297,7 +297,7 @@ def segment_probabilities(
         mode, options = "tag", EmbedOptions(blocks=None, overlap=overlap)
     else:  # the head's embedding spec (blocks, tokens, patchout), else block 7 cls+dist+avg
         spec = {"overlap": overlap, **head_embed_options(head, embedding_blocks(pipeline))}
-        mode, options = "embed", EmbedOptions(**spec)
+        mode, options = "embed", pipeline.spec(**spec)  # with the head's resampler
     result = pipeline.run_track(audio_path, mode, options)
     outputs = result.outputs if head is None else np.asarray(head.predict(result.outputs), dtype=np.float32)
     return outputs, np.asarray(result.start_seconds), float(result.duration)

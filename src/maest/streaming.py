@@ -28,9 +28,10 @@ FRAME = frontend.FRAME_SIZE
 
 
 def stream_audio(
-    path: str | os.PathLike, chunk_seconds: int = 60, margin_seconds: int = 1
+    path: str | os.PathLike, chunk_seconds: int = 60, margin_seconds: int = 1, resampler: str | None = None
 ) -> Iterator[np.ndarray]:
-    """Consecutive 16 kHz mono blocks of ``chunk_seconds`` (the last shorter) of a whole file."""
+    """Consecutive 16 kHz mono blocks of ``chunk_seconds`` (the last shorter) of a whole file, resampled
+    with ``resampler`` (None: :func:`maest.audio.load`'s default)."""
     if chunk_seconds < 1 or int(chunk_seconds) != chunk_seconds:
         raise ValueError(f"chunk_seconds must be a whole number >= 1, got {chunk_seconds}")
     if margin_seconds < 0 or int(margin_seconds) != margin_seconds:
@@ -43,7 +44,8 @@ def stream_audio(
     while True:
         window_start = max(0, start - margin)
         skip = (start - window_start) * SAMPLE_RATE
-        samples = audio.load(path, SAMPLE_RATE, offset=window_start or None, duration=chunk + start - window_start + lookahead)
+        samples = audio.load(path, SAMPLE_RATE, offset=window_start or None, duration=chunk + start - window_start + lookahead,
+                             resampler=resampler)
         if len(samples) >= skip + block + lookahead * SAMPLE_RATE:
             yield samples[skip : skip + block]
             start += chunk
@@ -148,7 +150,8 @@ def track_mel(
 
 
 def file_mel(
-    path: str | os.PathLike, mel_frontend: frontend.MelFrontend, min_frames: int = 0, chunk_seconds: int = 60
+    path: str | os.PathLike, mel_frontend: frontend.MelFrontend, min_frames: int = 0, chunk_seconds: int = 60,
+    resampler: str | None = None,
 ) -> tuple[torch.Tensor, float]:
     """Mel of a whole file in bounded memory, and its duration in seconds (before any padding)."""
     try:
@@ -156,7 +159,7 @@ def file_mel(
         expected = round(header.frames * SAMPLE_RATE / header.sample_rate) if header.sample_rate else 0
     except audio.AudioDecodeError:
         expected = 0  # load() below raises the specific error
-    mel, samples = track_mel(stream_audio(path, chunk_seconds), mel_frontend, min_frames, expected)
+    mel, samples = track_mel(stream_audio(path, chunk_seconds, resampler=resampler), mel_frontend, min_frames, expected)
     return mel, samples / SAMPLE_RATE
 
 

@@ -25,6 +25,7 @@ from maest.configs import MaestConfig
 from maest.extraction import OutputCollisionError, SettingsMismatchError, extract, read_table, resume
 from maest.inference import EmbedOptions, load_model
 from maest.model import Maest
+from maest.spec import EmbeddingSpec
 
 LABELS = ["Rock---Punk", "Electronic---Techno", "Jazz---Bop", "Pop---Ballad", "Classical---Baroque"]
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -316,7 +317,7 @@ def test_shards_starting_together_both_claim_the_output_folder(tmp_path, pipelin
         return dumps(*args, **kwargs)
 
     monkeypatch.setattr(resume.json, "dumps", dumps_in_step)
-    settings = extraction.run_settings("tiny", pipeline.config.segment_frames, EmbedOptions(blocks=2), False, "npy")
+    settings = extraction.run_settings("tiny", pipeline.config.segment_frames, EmbeddingSpec(blocks=2), False, "npy")
     errors = []
 
     def claim():

@@ -109,10 +109,10 @@ def test_patchout_experiment(tiny, tmp_path):
     assert (tmp_path / "patchout.png").read_bytes().startswith(PNG_MAGIC)
     # The paper protocol embeds with the original segment rule: its caches are named and keyed by it.
     settings = json.loads((tmp_path / "features" / "model-b2-t1-f3-o0.5-original" / "features.json").read_text())
-    assert settings["segments"] == "original"
+    assert settings["embedding"]["segments"] == "original"
     # The paper's frequency patchout (model.md): 3 rows = the first and the last two, 4 = the first two
     # and the last two.
-    assert settings["patchout_freq"] == [0, 7, 8]
+    assert settings["embedding"]["patchout_freq"] == [0, 7, 8]
     assert freq_rows_to_drop(9, 3) == (0, 7, 8) and freq_rows_to_drop(9, 4) == (0, 1, 7, 8)
     assert freq_rows_to_drop(9, 1) == (8,) and freq_rows_to_drop(9, 0) == ()
 

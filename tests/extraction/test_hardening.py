@@ -33,6 +33,7 @@ from maest.extraction.errors import NonFiniteOutputError, OutputNotWritableError
 from maest.failures import read_failures
 from maest.inference import EmbedOptions, load_model, top_labels
 from maest.model import Maest
+from maest.spec import EmbeddingSpec
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 LABELS = ["Rock---Punk", "Electronic---Techno", "Jazz---Bop", "Pop---Ballad", "Classical---Baroque"]
@@ -178,7 +179,7 @@ def _claim_in_process(output_dir, blocks, barrier, results, hard_links=True):
         return dumps(*args, **kwargs)
 
     resume.json.dumps = slow_dumps
-    settings = extraction.run_settings("tiny", 200, EmbedOptions(blocks=blocks), False, "npy")
+    settings = extraction.run_settings("tiny", 200, EmbeddingSpec(blocks=blocks), False, "npy")
     barrier.wait()
     try:
         extraction.check_settings(Path(output_dir), settings)

@@ -272,8 +272,10 @@ def test_tag_files_with_head_and_model_for_head(data, tree_head, tmp_path):
     with pytest.raises(HeadMismatchError, match="in-memory model"):
         model_for_head(head)  # fitted on a loaded pipeline: no source to reload
     assert model_for_head(head, data["models"][0]) is data["models"][0]
-    reloaded = model_for_head(head, data["root"] / "tiny0.safetensors", "cpu", precision="bf16")
-    assert reloaded.precision == "bf16"  # maest tag --head --precision reaches the model
+    # the head was fitted at fp32: another precision is refused by name, none given takes the head's
+    with pytest.raises(HeadMismatchError, match=r"precision \(fp32 vs bf16\)"):
+        model_for_head(head, data["root"] / "tiny0.safetensors", "cpu", precision="bf16")
+    assert model_for_head(head, data["root"] / "tiny0.safetensors", "cpu").precision == "fp32"
     with pytest.raises(HeadMismatchError):
         model_for_head(head, data["models"][1])
 

@@ -8,9 +8,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from maest.cli.tsv import tsv_field
 from maest.cli.options import (DEFAULT_MODEL, BatchSizeOpt, ConcurrencyOpt, DecodeWorkersOpt, DeviceOpt,
-                               EmbedBlocksOpt, EngineOpt, PatchoutFreqOpt, PatchoutTimeOpt, ProgressOpt, RayAddressOpt,
-                               TokensOpt, fail, require, split_list)
+                               EmbedBlocksOpt, EngineOpt, PatchoutFreqOpt, PatchoutTimeOpt, PrecisionOpt, ProgressOpt,
+                               RayAddressOpt, ResamplerOpt, TokensOpt, fail, require, split_list)
 
 head_app = typer.Typer(help="Own-label heads: fit a small tagger for your labels on MAEST embeddings.",
                        no_args_is_help=True)
@@ -48,6 +49,8 @@ def head_fit_command(
     batch_size: BatchSizeOpt = 8,
     decode_workers: DecodeWorkersOpt = 2,
     progress: ProgressOpt = True,
+    precision: PrecisionOpt = None,
+    resampler: ResamplerOpt = None,
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
     concurrency: ConcurrencyOpt = 1,
@@ -65,7 +68,7 @@ def head_fit_command(
             tokens=parse_tokens(tokens) if tokens else ("cls", "dist", "avg"), patchout_time=patchout_time,
             patchout_freq=split_list(patchout_freq, int), validation=validation, seed=seed, classifier=classifier,
             device=device, batch_size=batch_size, decode_workers=decode_workers, cache_dir=cache_dir,
-            progress=progress, engine=runner,
+            progress=progress, precision=precision, resampler=resampler, engine=runner,
         )
     except (OSError, ValueError, RuntimeError) as error:  # HeadDataError/HeadMismatchError are ValueErrors
         fail(f"{type(error).__name__}: {error}")
@@ -126,11 +129,6 @@ def _tell(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def _tsv_field(text: str) -> str:
-    """``text`` as one TSV field: backslash, tab, newline and carriage return written as ``\\ \\t \\n \\r``."""
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
 def similar_command(
     query: Annotated[str, typer.Argument(
         help="A track key in the index (as `maest embed` named it), or an audio file (embedded like the index).")],
@@ -156,7 +154,7 @@ def similar_command(
     width = max((len(key) for key, _ in results), default=0)
     for key, similarity in results:  # key first in both, as in every maest TSV (path first): see the README
         if output_format == "tsv":
-            typer.echo(f"{_tsv_field(key)}\t{similarity:.4f}")
+            typer.echo(f"{tsv_field(key)}\t{similarity:.4f}")
         else:
             typer.echo(f"{key:<{width}}  {similarity:7.4f}")
 
@@ -237,13 +235,11 @@ def _head_mismatch(head, spec: dict, dim: int) -> str | None:
     wanted = head.spec
     if head.dim != dim:
         return f"{head.dim}-dim embeddings, not {dim}-dim"
-    if spec.get("weights") is not None and spec["weights"] != wanted.model_fingerprint:
+    if not spec:  # an output without maest-embed.json: only the width is known
+        return None
+    from maest.spec import EmbeddingSpec
+
+    differ = EmbeddingSpec.from_dict(spec).differences(wanted.embedding_spec())
+    if spec.get("weights") is not None and spec["weights"] != wanted.weights:
         return "another model's weights"
-    recorded = {"blocks": spec.get("blocks"), "tokens": tuple(spec.get("tokens") or ()),
-                "patchout_time": spec.get("patchout_time"), "patchout_freq": tuple(spec.get("patchout_freq") or ()),
-                "overlap": spec.get("overlap")}
-    expected = {"blocks": wanted.blocks, "tokens": tuple(wanted.tokens), "patchout_time": wanted.patchout_time,
-                "patchout_freq": tuple(wanted.patchout_freq), "overlap": wanted.overlap}
-    differ = [f"{k} {recorded[k]!r} (head: {expected[k]!r})" for k in expected
-              if spec.get(k) is not None and recorded[k] != expected[k]]
     return "; ".join(differ) or None

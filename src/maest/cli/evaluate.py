@@ -27,6 +27,8 @@ from maest.cli.options import (
     OldProbeWorkersOpt,
     OverlapOpt,
     PatchoutFreqOpt,
+    PrecisionOpt,
+    ResamplerOpt,
     PatchoutTimeOpt,
     ProbeBatchOpt,
     ProbeWorkersOpt,
@@ -89,6 +91,8 @@ def eval_command(
         "--probe-device", help="Train probes on cpu (parallel processes) or cuda (one after another).")] = "cpu",
     seed: SeedOpt = 0,
     progress: ProgressOpt = True,
+    precision: PrecisionOpt = None,
+    resampler: ResamplerOpt = None,
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
     concurrency: ConcurrencyOpt = 1,
@@ -116,7 +120,8 @@ def eval_command(
             decode_workers=decode_workers, probe_workers=probe_workers, probe_device=probe_device,
             allow_missing=allow_missing, seed=seed,
             dataset_options=_dataset_options(dataset, low_quality),
-            probe_overrides=_overrides(epochs, max_lr, batch, dropout, warmup), progress=progress, engine=runner,
+            probe_overrides=_overrides(epochs, max_lr, batch, dropout, warmup), progress=progress,
+            precision=precision, resampler=resampler, engine=runner,
         )
     except (MissingAudioError, DatasetFormatError) as error:
         fail(str(error))
@@ -178,6 +183,8 @@ def experiment_blocks_command(
     workers: OldProbeWorkersOpt = None,
     seed: SeedOpt = 0,
     progress: ProgressOpt = True,
+    precision: PrecisionOpt = None,
+    resampler: ResamplerOpt = None,
 ) -> None:
     """Figure 2: probe scores per block and token stack, from one forward pass per segment."""
     from maest.evaluate.experiments import blocks_experiment
@@ -188,7 +195,7 @@ def experiment_blocks_command(
         rows = blocks_experiment(
             model=model, output_dir=output_dir, blocks=block_list, token_stacks=split_token_stacks(tokens),
             protocol=protocol, segments=segments, device=device, batch_size=batch_size, workers=probe_workers,
-            allow_missing=allow_missing, seed=seed, progress=progress,
+            allow_missing=allow_missing, seed=seed, progress=progress, precision=precision, resampler=resampler,
             **_common(dataset, metadata, audio_root, low_quality, epochs, max_lr, batch, dropout, warmup),
         )
     except (OSError, ValueError, RuntimeError) as error:
@@ -230,6 +237,8 @@ def experiment_patchout_command(
     workers: OldProbeWorkersOpt = None,
     seed: SeedOpt = 0,
     progress: ProgressOpt = True,
+    precision: PrecisionOpt = None,
+    resampler: ResamplerOpt = None,
 ) -> None:
     """Figure 3: throughput (segments/s) vs mAP under inference time and frequency patchout."""
     from maest.evaluate.experiments import patchout_experiment
@@ -241,7 +250,8 @@ def experiment_patchout_command(
             freq_patchout=split_list(freq_patchout, int), cross=cross, block=block, tokens=tokens, protocol=protocol,
             segments=segments,
             device=device, batch_size=batch_size, workers=probe_workers, allow_missing=allow_missing, seed=seed,
-            progress=progress, **_common(dataset, metadata, audio_root, low_quality, epochs, max_lr, batch, dropout, warmup),
+            progress=progress, precision=precision, resampler=resampler,
+            **_common(dataset, metadata, audio_root, low_quality, epochs, max_lr, batch, dropout, warmup),
         )
     except (OSError, ValueError, RuntimeError) as error:
         fail(f"{type(error).__name__}: {error}")
@@ -276,6 +286,8 @@ def experiment_compare_command(
     workers: OldProbeWorkersOpt = None,
     seed: SeedOpt = 0,
     progress: ProgressOpt = True,
+    precision: PrecisionOpt = None,
+    resampler: ResamplerOpt = None,
 ) -> None:
     """A table (and bar chart) of several checkpoints evaluated with the same protocol."""
     from maest.evaluate.experiments import compare_experiment
@@ -287,7 +299,7 @@ def experiment_compare_command(
             dataset, metadata, audio_root, models, output_dir, protocol=protocol, blocks=blocks,
             tokens=parse_tokens(tokens) if tokens else None, segments=segments, device=device, batch_size=batch_size,
             probe_workers=probe_workers, allow_missing=allow_missing, seed=seed, progress=progress,
-            dataset_options=_dataset_options(dataset, low_quality),
+            precision=precision, resampler=resampler, dataset_options=_dataset_options(dataset, low_quality),
             probe_overrides=_overrides(epochs, max_lr, batch, dropout, warmup),
         )
     except (OSError, ValueError, RuntimeError) as error:

@@ -24,6 +24,7 @@ from maest.cli.options import (
     PatchoutTimeOpt,
     PrecisionOpt,
     RayAddressOpt,
+    ResamplerOpt,
     SegmentsOpt,
     TokensOpt,
     fail,
@@ -67,6 +68,7 @@ def embed_command(
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
     concurrency: ConcurrencyOpt = 1,
+    resampler: ResamplerOpt = None,
 ) -> None:
     """Embed every audio file into OUTPUT: resumable, bad files listed in OUTPUT/failures.tsv."""
     from maest.cli.engine import engine_for
@@ -87,6 +89,7 @@ def embed_command(
         patchout_freq=split_list(patchout_freq, int), overlap=overlap, crop=crop, segments=segments,
         per_segment=per_segment, output_format=output_format, extensions=split_list(extensions) if extensions else None,
         batch_size=batch_size, device=device, shard=shard_pair, progress=progress, precision=precision,
+        resampler=resampler,
     )
     try:
         with runner:
@@ -134,6 +137,7 @@ def tag_command(
     decode_workers: DecodeWorkersOpt = 0,
     workers: OldDecodeWorkersOpt = None,
     precision: PrecisionOpt = None,
+    resampler: ResamplerOpt = None,
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
     concurrency: ConcurrencyOpt = 1,
@@ -154,7 +158,7 @@ def tag_command(
     from maest.extraction import run_files
     from maest.extraction.engines import load_pipeline
     from maest.extraction.run import precision_phrase
-    from maest.inference import EmbedOptions, top_labels
+    from maest.inference import top_labels
 
     decode_workers = renamed_workers(ctx, workers, decode_workers, "decode_workers")
     if write_tags:
@@ -167,7 +171,7 @@ def tag_command(
                                progress)
         return write_tags_command(paths, model, head, top_k, request, overlap=overlap, crop=crop, segments=segments,
                                   extensions=extensions, batch_size=batch_size, device=device,
-                                  decode_workers=decode_workers, precision=precision)
+                                  decode_workers=decode_workers, precision=precision, resampler=resampler)
     runner = engine_for(ctx, engine, decode_workers=decode_workers, ray_address=ray_address, concurrency=concurrency)
     if output_format not in ("table", "json", "tsv"):
         fail(f"--format must be table, json or tsv, got {output_format!r}")
@@ -175,21 +179,21 @@ def tag_command(
         fail(f"--plot-scale must be fixed or auto, got {plot_scale!r}")
     if plot is not None:
         require("eval", "matplotlib")
-    if head is not None and (overlap != 0.5 or crop is not None or segments != "maest"):
-        fail("--overlap, --crop and --segments do not apply with --head: a head embeds tracks the way it was "
-             "fitted (see its head.json)")
     try:
         fitted = None
         if head is not None:
             from maest.heads import load_head, model_for_head
-            from maest.heads.tag import head_tags
+            from maest.heads.spec import run_spec
+            from maest.heads.tag import check_head_options, head_tags
 
+            check_head_options(overlap, crop, segments)
             fitted = load_head(head)
             pipeline = model_for_head(fitted, model, *_placed(runner, device, precision, batch_size))
-            mode, options = "embed", EmbedOptions(**fitted.spec.embed_kwargs())
+            mode, options = "embed", run_spec(fitted.spec, resampler)
         else:
             pipeline = load_pipeline(runner, model or DEFAULT_MODEL, device, batch_size, precision)
-            mode, options = "tag", EmbedOptions(blocks=None, overlap=overlap, crop=crop, segments=segments)
+            mode, options = "tag", pipeline.spec(blocks=None, overlap=overlap, crop=crop, segments=segments,
+                                                 resampler=resampler)
         results = run_files(paths, pipeline, mode, options, split_list(extensions) if extensions else None,
                             batch_size, engine=runner)
         plots_written: set[Path] = set()

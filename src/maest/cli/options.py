@@ -157,6 +157,19 @@ ExtensionsOpt = Annotated[Optional[str], typer.Option(
 PrecisionOpt = Annotated[Optional[str], typer.Option(
     "--precision", help="auto, fp32, or bf16 / fp16 (autocast). auto (default): bf16 where the device computes it "
                         "natively (GPUs since Ampere, CPUs with AMX or AVX512-BF16), fp16 on older GPUs, else fp32.")]
+RESAMPLERS = ("essentia", "soxr")  # maest.spec.RESAMPLERS, spelled here so --help needs no torch
+
+
+def _check_resampler(value: str | None) -> str | None:
+    if value is not None and value not in RESAMPLERS:
+        raise typer.BadParameter(f"must be one of {', '.join(RESAMPLERS)}, got {value!r}")
+    return value
+
+
+ResamplerOpt = Annotated[Optional[str], typer.Option(
+    "--resampler", callback=_check_resampler, metavar="[essentia|soxr]",
+    help="Resampler for audio not at 16 kHz: essentia (libsamplerate sinc_medium, the published models' training "
+         "input; default) or soxr (high quality). Part of the embedding spec: outputs of the two never mix.")]
 EngineOpt = Annotated[str, typer.Option(
     "--engine", help="Where tracks are computed: local (decode workers and the model in this process) or ray "
                      "(a Ray cluster; pip install 'maest[ray]').")]

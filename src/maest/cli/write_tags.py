@@ -51,7 +51,8 @@ class WriteRequest:
 
 def write_tags_command(paths: list[Path], model: Optional[str], head: Optional[Path], top_k: int, request: WriteRequest,
                        *, overlap: float, crop: Optional[str], segments: str, extensions: Optional[str],
-                       batch_size: int, device: Optional[str], decode_workers: int, precision: Optional[str]) -> None:
+                       batch_size: int, device: Optional[str], decode_workers: int, precision: Optional[str],
+                       resampler: Optional[str] = None) -> None:
     """Run ``maest tag --write-tags``: load the model (or the head's), tag the collection, print the changes."""
     from maest.library import TagChoice, write_collection_tags
 
@@ -75,7 +76,8 @@ def write_tags_command(paths: list[Path], model: Optional[str], head: Optional[P
             paths, pipeline, choice, head=fitted, overlap=overlap, crop=crop, segments=segments,
             replace=request.replace, dry_run=request.dry_run, keep_mtime=request.keep_mtime,
             extensions=split_list(extensions) if extensions else None, batch_size=batch_size, workers=decode_workers,
-            failures_file=request.failures, progress=request.progress, report=_print_change)
+            failures_file=request.failures, progress=request.progress, report=_print_change,
+            resampler=resampler)
     except (OSError, ValueError, RuntimeError) as error:
         fail(f"{type(error).__name__}: {error}")
     for path, reason in summary.failures[:10]:

@@ -122,7 +122,8 @@ class RayEngine(EngineBase):
             self.placement(None, pipeline.precision)
         pipeline.runner(mode, options)  # checks the options before anything is shipped
         ray = import_ray()
-        decoder = copy.copy(pipeline.decoder)  # numbers only: its frontend is built in each task
+        # numbers only (its frontend is built in each task); the spec's resampler travels with it
+        decoder = copy.copy(pipeline.decoder_for(getattr(options, "resampler", pipeline.decoder.resampler)))
         decoded = dataset.map_batches(
             decode_batch, fn_kwargs={"decoder": decoder, "actor_decode_seconds": self.actor_decode_seconds},
             batch_size=1, batch_format="pyarrow", num_cpus=0,  # Ray retries a task whose worker died (3 times)
@@ -198,7 +199,7 @@ def embed_dataset(paths_or_dataset: Sequence[str | os.PathLike] | Any, model: st
     """A lazy ``ray.data.Dataset`` of embeddings: one row per input, whatever happened to it.
 
     Input: audio paths, or a Dataset with a ``path`` column (and optionally ``key``; default the
-    path). ``options``: :class:`~maest.inference.EmbedOptions` fields (blocks, tokens, overlap...) and
+    path). ``options``: :class:`~maest.spec.EmbeddingSpec` fields (blocks, tokens, overlap, resampler...) and
     :class:`RayEngine` keywords (address, concurrency...). Rows: ``key, path, duration, embedding``
     (the mean over segments), ``segment_starts``, ``segment_embeddings`` and ``error`` (the reason a
     file failed; its lists are then empty). The engine stays connected for the lazy dataset.
@@ -209,7 +210,7 @@ def embed_dataset(paths_or_dataset: Sequence[str | os.PathLike] | Any, model: st
     if "patchout_freq" in options:
         options["patchout_freq"] = tuple(options["patchout_freq"])
     pipeline = load_pipeline(engine, model, device, batch_size, precision)
-    embed_options = pipeline.resolved(EmbedOptions(**options))  # blocks "auto" made concrete (maest.blocks)
+    embed_options = pipeline.spec(**options)  # checked; blocks "auto" made concrete (maest.blocks)
     if isinstance(paths_or_dataset, (list, tuple)):
         dataset = _paths_dataset([(str(p), str(p)) for p in paths_or_dataset])
     else:

@@ -104,7 +104,8 @@ class TrackEmbedder:
                 errors[index] = row["error"]
                 continue
             if row["frames"] == DECODE_IN_ACTOR:
-                decoded = decode(row["path"], self.pipeline.decoder)
+                decoded = decode(row["path"], self.pipeline.decoder_for(getattr(self.options, "resampler",
+                                                                                self.pipeline.decoder.resampler)))
                 if isinstance(decoded, DecodeFailure):
                     errors[index] = decoded.reason
                     continue

@@ -11,156 +11,28 @@ unless ``segments`` says otherwise; feature folders and probe keys name a non-de
 
 from __future__ import annotations
 
-import csv
-import io
+import dataclasses
 import json
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from maest.atomic import atomic_write, atomic_write_text
-from maest.evaluate.datasets import Dataset, MissingAudioError, check_audio, drop_paths, load_dataset
-from maest.evaluate.features import FeatureSet, extract_features, parse_tokens, segments_key, token_letters
+from maest.atomic import atomic_write_text
+from maest.evaluate.datasets import Dataset, load_dataset
+from maest.evaluate.features import extract_features, parse_tokens, token_letters
+from maest.evaluate.probe import get_protocol
+from maest.evaluate.tasks import (ExperimentError, _load_pipeline, _prepare, _probe_on_features, _segment_rule,  # noqa: F401
+                                  _split_state, _usable, features_folder_suffix, run_tasks, save_figure, write_csv)
 from maest.metrics import markdown_table
-from maest.evaluate.probe import ProbeConfig, ProbeData, append_jsonl, get_protocol, read_jsonl, train_probe
 
 DEFAULT_BLOCKS = tuple(range(5, 13))
 DEFAULT_TOKEN_STACKS = ("c", "d", "a", "cd", "ca", "da", "cda")
 DEFAULT_TIME_PATCHOUT = (1, 2, 3, 5, 10)
 DEFAULT_FREQ_PATCHOUT = (3, 4)
-
-
-class ExperimentError(RuntimeError):
-    """An experiment cannot run with the given model, dataset or options."""
-
-
-# -- shared helpers -----------------------------------------------------------------------------
-def write_csv(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Path:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
-    return path
-
-
-def save_figure(figure, path: Path) -> Path:
-    """Render a matplotlib Figure to PNG atomically (no pyplot: works headless, Agg canvas)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(figure)
-    atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=120, bbox_inches="tight"))
-    return path
-
-
-def _read_jsonl(path: Path) -> dict[str, dict]:
-    return {record["key"]: record for record in read_jsonl(path)}  # crash-truncated lines rerun
-
-
-_TASK_STATE: dict[str, Any] = {}
-
-
-def _init_task_worker(state: dict[str, Any], threads: int | None) -> None:
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
-    _TASK_STATE.clear()
-    _TASK_STATE.update(state)
-
-
-def run_tasks(
-    tasks: Mapping[str, tuple], fn: Callable[..., dict], state: dict[str, Any], jsonl: Path,
-    workers: int | None = None, desc: str = "probes", progress: bool = True,
-) -> dict[str, dict]:
-    """Run ``fn(*args)`` for every task not yet in ``jsonl`` (parallel, one thread per process); resumable."""
-    from tqdm.auto import tqdm
-
-    import torch
-
-    done = _read_jsonl(jsonl)
-    todo = {k: v for k, v in tasks.items() if k not in done}
-    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
-    bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc=desc, unit="probe", disable=not progress)
-
-    def record(key: str, result: dict) -> None:
-        result = {"key": key, **result}
-        append_jsonl(jsonl, result)
-        done[key] = result
-        bar.update()
-
-    if workers == 1:
-        threads = torch.get_num_threads()
-        _init_task_worker(state, None)
-        try:
-            for key, args in todo.items():
-                record(key, fn(*args))
-        finally:
-            torch.set_num_threads(threads)
-    else:
-        with ProcessPoolExecutor(workers, initializer=_init_task_worker, initargs=(state, 1)) as pool:
-            futures = {pool.submit(fn, *args): key for key, args in todo.items()}
-            for future in as_completed(futures):
-                record(futures[future], future.result())
-    bar.close()
-    return {k: done[k] for k in tasks}
-
-
-def _prepare(dataset: str | Dataset, metadata, audio_root, allow_missing: bool, dataset_options) -> Dataset:
-    if isinstance(dataset, str):
-        dataset = load_dataset(dataset, metadata, **dict(dataset_options or {}))
-    report = check_audio(dataset, audio_root)
-    if not report.ok:
-        if not allow_missing:
-            raise MissingAudioError(report)
-        dataset = drop_paths(dataset, {p for ps in report.missing.values() for p in ps}, report.summary())
-    return dataset
-
-
-def _probe_on_features(block: int, tokens: tuple[str, ...], config: dict, seed: int, directory: str | None = None) -> dict:
-    """Worker: load one (block, token stack) matrix from the feature cache, train and score a probe."""
-    state = _TASK_STATE
-    features: FeatureSet = state["features"] if directory is None else state["feature_sets"][directory]
-    splits = state["splits"]
-    matrices = {name: features.load(paths, block, tokens) for name, (paths, _) in splits.items()}
-    data = ProbeData(matrices["train"], splits["train"][1], matrices["validation"], splits["validation"][1],
-                     matrices["test"], splits["test"][1], state["labels"])
-    result = train_probe(data, ProbeConfig(**config), seed=seed)
-    return {"block": block, "tokens": token_letters(tokens), "best_epoch": result.best_epoch,
-            "valid_roc_auc": result.valid_roc_auc, "roc_auc": result.test.roc_auc_macro, "map": result.test.pr_auc_macro,
-            "roc_auc_micro": result.test.roc_auc_micro, "map_micro": result.test.pr_auc_micro}
-
-
-def _usable(dataset: Dataset, failures: Mapping[str, str]) -> Dataset:
-    if failures:
-        dataset = drop_paths(dataset, set(failures), f"{len(failures)} tracks failed to decode")
-    if any(len(s) == 0 for s in dataset.splits.values()):
-        raise ExperimentError(f"a split has no usable tracks: {dataset.counts()}")
-    return dataset
-
-
-def _split_state(dataset: Dataset) -> dict[str, tuple[list[str], np.ndarray]]:
-    return {name: (split.paths, split.targets) for name, split in dataset.splits.items()}
-
-
-def _segment_rule(protocol: str, segments: str | None, overlap: float) -> str:
-    """The segment rule an experiment embeds with: the protocol's unless ``segments`` overrides it."""
-    from maest.segments import check_rule
-
-    rule = get_protocol(protocol).segments if segments is None else segments
-    check_rule(rule, overlap, None)
-    return rule
-
-
-def _load_pipeline(model, device, batch_size):
-    from maest.inference import MaestPipeline, load_model
-
-    return model if isinstance(model, MaestPipeline) else load_model(model, device, batch_size)
 
 
 # -- Figure 2: blocks x tokens --------------------------------------------------------------------
@@ -184,6 +56,8 @@ def blocks_experiment(
     seed: int = 0,
     dataset_options: Mapping[str, Any] | None = None,
     progress: bool = True,
+    precision: str | None = None,
+    resampler: str | None = None,
 ) -> list[dict]:
     """Probe every (block, token stack); writes ``blocks.csv``, ``blocks.md`` and ``blocks.png``.
 
@@ -194,7 +68,8 @@ def blocks_experiment(
     output = Path(output_dir)
     rule = _segment_rule(protocol, segments, overlap)
     dataset = _prepare(dataset, metadata, audio_root, allow_missing, dataset_options)
-    pipeline = _load_pipeline(model, device, batch_size)
+    pipeline = _load_pipeline(model, device, batch_size, precision)
+    suffix = features_folder_suffix(rule, pipeline.precision, resampler)  # cache folders and probe keys
     blocks = sorted(set(int(b) for b in blocks))
     if not blocks or blocks[0] < 1 or blocks[-1] > pipeline.config.depth:
         raise ExperimentError(f"blocks {blocks} must lie in 1..{pipeline.config.depth} for this model")
@@ -203,14 +78,13 @@ def blocks_experiment(
 
     tag = model_tag(model)
     features, failures = extract_features(pipeline, dataset.all_paths(), audio_root,
-                                          output / "features" / f"{tag}-o{overlap}{segments_key(rule)}", blocks,
-                                          overlap=overlap, batch_size=batch_size, progress=progress, segments=rule)
+                                          output / "features" / f"{tag}-o{overlap}{suffix}", blocks,
+                                          overlap=overlap, batch_size=batch_size, progress=progress, segments=rule,
+                                          resampler=resampler)
     dataset = _usable(dataset, failures)
-    import dataclasses
-
     config = dataclasses.asdict(dataclasses.replace(get_protocol(protocol).config, **dict(probe_overrides or {})))
     data_key = dataset.fingerprint()  # an output folder reused with other split data reruns its probes
-    tasks = {f"{tag}{segments_key(rule)}|{data_key}|b{b}|{token_letters(s)}|{json.dumps(config, sort_keys=True)}|{seed}":
+    tasks = {f"{tag}{suffix}|{data_key}|b{b}|{token_letters(s)}|{json.dumps(config, sort_keys=True)}|{seed}":
              (b, s, config, seed) for b in blocks for s in stacks}
     state = {"features": features, "splits": _split_state(dataset), "labels": dataset.labels}
     output.mkdir(parents=True, exist_ok=True)
@@ -307,6 +181,8 @@ def patchout_experiment(
     seed: int = 0,
     dataset_options: Mapping[str, Any] | None = None,
     progress: bool = True,
+    precision: str | None = None,
+    resampler: str | None = None,
 ) -> list[dict]:
     """Throughput and probe scores per inference-patchout setting; writes ``patchout.{csv,md,png}``.
 
@@ -314,8 +190,6 @@ def patchout_experiment(
     patchout, and every count of ``freq_patchout`` rows dropped (see :func:`freq_rows_to_drop`) at T=1; ``cross``
     runs every (T, rows) pair instead.
     """
-    import dataclasses
-
     from matplotlib.figure import Figure
 
     from maest.evaluate.runner import model_tag
@@ -323,7 +197,8 @@ def patchout_experiment(
     output = Path(output_dir)
     rule = _segment_rule(protocol, segments, overlap)
     dataset = _prepare(dataset, metadata, audio_root, allow_missing, dataset_options)
-    pipeline = _load_pipeline(model, device, batch_size)
+    pipeline = _load_pipeline(model, device, batch_size, precision)
+    suffix = features_folder_suffix(rule, pipeline.precision, resampler)  # cache folders and probe keys
     if not 1 <= block <= pipeline.config.depth:
         raise ExperimentError(f"block {block} must lie in 1..{pipeline.config.depth} for this model")
     rows_total = pipeline.config.conv_freq_rows()
@@ -337,17 +212,17 @@ def patchout_experiment(
     feature_sets, failures = {}, {}
     for t, f in settings:
         drop = freq_rows_to_drop(rows_total, f)
-        directory = output / "features" / f"{tag}-b{block}-t{t}-f{f}-o{overlap}{segments_key(rule)}"
+        directory = output / "features" / f"{tag}-b{block}-t{t}-f{f}-o{overlap}{suffix}"
         features, failed = extract_features(pipeline, dataset.all_paths(), audio_root, directory, [block], t, drop,
-                                            overlap, batch_size, progress, rule)
+                                            overlap, batch_size, progress, rule, resampler)
         feature_sets[str(directory)] = features
         failures.update(failed)
     dataset = _usable(dataset, failures)
     config = dataclasses.asdict(dataclasses.replace(get_protocol(protocol).config, **dict(probe_overrides or {})))
-    directories = {s: str(output / "features" / f"{tag}-b{block}-t{s[0]}-f{s[1]}-o{overlap}{segments_key(rule)}")
+    directories = {s: str(output / "features" / f"{tag}-b{block}-t{s[0]}-f{s[1]}-o{overlap}{suffix}")
                    for s in settings}
     data_key = dataset.fingerprint()  # an output folder reused with other split data reruns its probes
-    tasks = {f"{tag}{segments_key(rule)}|{data_key}|b{block}|{token_letters(stack)}|t{t}|f{f}|"
+    tasks = {f"{tag}{suffix}|{data_key}|b{block}|{token_letters(stack)}|t{t}|f{f}|"
              f"{json.dumps(config, sort_keys=True)}|{seed}":
              (block, stack, config, seed, directories[(t, f)]) for t, f in settings}
     state = {"feature_sets": feature_sets, "splits": _split_state(dataset), "labels": dataset.labels}

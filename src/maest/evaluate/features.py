@@ -11,38 +11,24 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from maest.atomic import atomic_write, atomic_write_text
-from maest.decode import DecodeFailure, decode_all
+from maest.extraction.files import AudioItem
+from maest.extraction.tracks import process
 from maest.failures import FAILURES_FILE, write_failures
-from maest.inference import EmbedOptions, MaestPipeline
+from maest.inference import MaestPipeline
 from maest.model import TOKEN_NAMES, parse_tokens  # noqa: F401  parse_tokens: importable here as before
+from maest.spec import EmbeddingSpec, SpecMismatchError
+from maest.spec import token_letters  # noqa: F401  (importable here as before)
 
 
 class FeatureCacheError(RuntimeError):
     """A feature cache folder was written with different settings, or a track's features are absent."""
-
-
-def token_letters(names: Sequence[str]) -> str:
-    return "".join(n[0] for n in names)
-
-
-def precision_key(precision: str) -> str:
-    """Suffix of cache folder names for an inference precision: "" for fp32 (names made before the
-    option stay valid), else ``-bf16`` / ``-fp16``, so caches made on a GPU and on a CPU never meet."""
-    return "" if precision == "fp32" else f"-{precision}"
-
-
-def segments_key(rule: str) -> str:
-    """Suffix of cache folder names and keys for a segment rule: "" for "maest" (names made before the
-    rule was an option stay valid), ``-original`` for the original code's rule."""
-    return "" if rule == "maest" else f"-{rule}"
 
 
 @dataclass
@@ -71,6 +57,16 @@ class FeatureSet:
         return out
 
 
+def _stored_spec(stored: dict) -> EmbeddingSpec:
+    """The spec a ``features.json`` records (caches made before it recorded one: their options, the
+    historic precision fp32 and resampler essentia, weights unknown)."""
+    if "embedding" in stored:
+        return EmbeddingSpec.from_dict(stored["embedding"])
+    return EmbeddingSpec.from_dict({"blocks": max(stored["blocks"]), "patchout_time": stored["patchout_time"],
+                                    "patchout_freq": stored["patchout_freq"], "overlap": stored["overlap"],
+                                    "segments": stored.get("segments", "maest")})
+
+
 def extract_features(
     pipeline: MaestPipeline,
     rel_paths: Sequence[str],
@@ -83,50 +79,56 @@ def extract_features(
     batch_size: int | None = None,
     progress: bool = True,
     segments: str = "maest",
+    resampler: str | None = None,
 ) -> tuple[FeatureSet, dict[str, str]]:
     """Write ``cache_dir/<rel>.npy`` per track, skipping those already there (a rerun resumes).
 
-    Returns the feature set and ``{rel_path: reason}`` for tracks that could not be decoded (also
-    merged into ``failures.tsv`` of the cache); nothing else is dropped. ``segments`` is the segment
-    rule; a cache records it (when not "maest") and is refused to a run with the other rule.
+    Returns the feature set and ``{rel_path: reason}`` for tracks that could not be decoded or whose
+    features hold NaN/inf (also merged into ``failures.tsv`` of the cache; such features are never
+    written); nothing else is dropped. The cache records its spec (weights, precision, resampler,
+    segment rule...) in ``features.json`` and is refused to a run with another, naming the field.
     """
     from tqdm.auto import tqdm
 
     cache = Path(cache_dir)
-    cache.mkdir(parents=True, exist_ok=True)
     blocks = sorted(set(int(b) for b in blocks))
-    settings = {"blocks": blocks, "patchout_time": patchout_time, "patchout_freq": sorted(int(r) for r in patchout_freq),
-                "overlap": overlap, "width": pipeline.config.width, "model": pipeline.config.name}
-    if segments != "maest":  # caches of the maest rule keep the settings they were written with
-        settings["segments"] = segments
+    spec = pipeline.spec(blocks=blocks[-1], patchout_time=patchout_time, patchout_freq=tuple(patchout_freq),
+                         overlap=overlap, segments=segments, resampler=resampler)
+    run_batch = pipeline.block_features(blocks, spec)  # checks the blocks before the cache is touched
+    cache.mkdir(parents=True, exist_ok=True)
+    settings = {"blocks": blocks, "width": pipeline.config.width, "model": pipeline.config.name,
+                "embedding": spec.to_dict()}
     meta_path = cache / "features.json"
     if meta_path.is_file():
         stored = json.loads(meta_path.read_text())
-        if stored != settings:
-            raise FeatureCacheError(f"{cache} holds features made with {stored}, not {settings}: use another folder")
+        layout = [f"{k} ({stored.get(k)!r} vs {settings[k]!r})" for k in ("blocks", "width", "model")
+                  if stored.get(k) != settings[k]]
+        if layout:
+            raise FeatureCacheError(f"{cache} holds features made with other settings (differs in: "
+                                    f"{'; '.join(layout)}): use another folder")
+        try:
+            _stored_spec(stored).check_matches(spec, f"{cache} holds features made with another spec",
+                                               "use another folder")
+        except SpecMismatchError as error:
+            raise FeatureCacheError(str(error)) from None
+        if "embedding" not in stored:  # a cache from before the spec: from now on it is guarded
+            atomic_write_text(meta_path, json.dumps(settings, indent=2))
     else:
         atomic_write_text(meta_path, json.dumps(settings, indent=2))
     features = FeatureSet(cache, blocks, pipeline.config.width)
     root = Path(audio_root)
     todo = [rel for rel in dict.fromkeys(rel_paths) if not features.file_for(rel).is_file()]
     failures: dict[str, str] = {}
-    options = EmbedOptions(blocks=blocks[-1], patchout_time=patchout_time, patchout_freq=tuple(patchout_freq), overlap=overlap,
-                           segments=segments)
-    batcher = pipeline.batcher(pipeline.block_features(blocks, options), options, batch_size)
-    bar = tqdm(total=len(todo), desc="features", unit="track", disable=not progress)
-
-    def tracks() -> Iterator[tuple[str, torch.Tensor, float]]:
-        for index, decoded in decode_all([root / rel for rel in todo], pipeline.decoder):
-            if isinstance(decoded, DecodeFailure):
-                failures[todo[index]] = decoded.reason
-                bar.update()
+    batcher = pipeline.batcher(run_batch, spec, batch_size)
+    items = [AudioItem(root / rel, rel) for rel in todo]
+    with tqdm(total=len(todo), desc="features", unit="track", disable=not progress) as bar:
+        # the extraction loop: decode failures and NaN/inf mels or outputs come back as reasons
+        for item, result, reason in process(items, batcher, pipeline.decoder_for(spec.resampler)):
+            if reason is not None:
+                failures[item.key] = reason
             else:
-                yield todo[index], decoded.mel, decoded.duration
-
-    for rel, result in batcher.run(tracks()):
-        array = result.track.reshape(len(blocks), len(TOKEN_NAMES), -1)
-        atomic_write(features.file_for(rel), lambda f: np.save(f, array))
-        bar.update()
-    bar.close()
+                array = result.track.reshape(len(blocks), len(TOKEN_NAMES), -1)
+                atomic_write(features.file_for(item.key), lambda f: np.save(f, array))
+            bar.update()
     write_failures(cache / FAILURES_FILE, failures, merge=True, resolved=todo)
     return features, failures

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from maest.atomic import atomic_write_text
 from maest.evaluate.datasets import Dataset, MissingAudioError, check_audio, drop_paths, load_dataset
-from maest.evaluate.features import precision_key, segments_key, token_letters
+from maest.evaluate.features import token_letters
 from maest.metrics import TaggingScores, markdown_table
 from maest.evaluate.probe import ProbeData, get_protocol, grid_search
+from maest.extraction.embed_cache import audio_view, embed_tracks, embedding_file, load_embeddings  # noqa: F401
+from maest.spec import EmbeddingSpec
 
 
 class EvalError(RuntimeError):
@@ -37,64 +38,6 @@ def model_tag(model: Any) -> str:
         config = getattr(model, "config", None)
         name = getattr(config, "name", type(model).__name__)
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)) or "model"
-
-
-def audio_view(dataset: Dataset, audio_root: Path, view_dir: Path) -> Path:
-    """A folder of symlinks ``view_dir/<rel path>`` -> ``audio_root/<rel path>`` for the dataset's tracks."""
-    for rel in dataset.all_paths():
-        link, target = view_dir / rel, (audio_root / rel).resolve()
-        if link.is_symlink():
-            if Path(os.readlink(link)) == target:
-                continue
-            link.unlink()  # made for another audio root
-        link.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(target, link)
-    return view_dir
-
-
-def embedding_file(directory: Path, rel: str) -> Path:
-    """Where :func:`maest.extraction.extract` writes a track's ``.npy`` (suffix replaced)."""
-    return directory / Path(rel).with_suffix(".npy")
-
-
-def extract_dataset_embeddings(
-    dataset: Dataset,
-    audio_root: str | os.PathLike,
-    pipeline: Any,
-    embeddings_dir: str | os.PathLike,
-    blocks: int,
-    tokens: Sequence[str],
-    patchout_time: int = 1,
-    patchout_freq: Sequence[int] = (),
-    overlap: float = 0.5,
-    batch_size: int = 8,
-    workers: int = 0,
-    progress: bool = True,
-    segments: str = "maest",
-    engine: Any = None,
-) -> dict[str, str]:
-    """Embed every track of ``dataset`` into ``embeddings_dir`` (skipping finished ones); returns failures by rel path.
-    ``engine``: an :class:`~maest.extraction.engines.Engine` (default: local, ``workers`` decode processes)."""
-    from maest.extraction import extract
-
-    embeddings_dir = Path(embeddings_dir)
-    view = audio_view(dataset, Path(audio_root), embeddings_dir.parent / (embeddings_dir.name + ".audio-links"))
-    summary = extract([view], embeddings_dir, pipeline, blocks=blocks, tokens=tuple(tokens), patchout_time=patchout_time,
-                      patchout_freq=tuple(patchout_freq), overlap=overlap, segments=segments, output_format="npy",
-                      extensions=sorted({Path(p).suffix for p in dataset.all_paths() if Path(p).suffix}),
-                      batch_size=batch_size, workers=workers, progress=progress, engine=engine)
-    failures = {}
-    for path, reason in summary.failures:
-        try:
-            failures[Path(path).relative_to(view).as_posix()] = reason
-        except ValueError:
-            failures[path] = reason
-    return failures
-
-
-def load_embeddings(directory: Path, rel_paths: Sequence[str]) -> np.ndarray:
-    """Stack the per-track ``.npy`` embeddings of ``rel_paths`` into ``(N, dim)``."""
-    return np.stack([np.load(embedding_file(directory, rel)) for rel in rel_paths]).astype(np.float32)
 
 
 SEGMENT_NOTES = {
@@ -173,6 +116,8 @@ def run_eval(
     dataset_options: Mapping[str, Any] | None = None,
     probe_overrides: Mapping[str, Any] | None = None,
     progress: bool = True,
+    precision: str | None = None,
+    resampler: str | None = None,
     engine: Any = None,
 ) -> EvalResult:
     """Evaluate ``model`` on ``dataset`` with a named probe ``protocol`` ("paper" or "original-repo").
@@ -182,6 +127,9 @@ def run_eval(
     made with it, :mod:`maest.segments`); "maest" embeds as ``maest embed`` does.
     ``grid=True`` runs the protocol's grid search (selection on validation). Missing audio raises
     :class:`MissingAudioError` with per-split counts unless ``allow_missing`` (then it is reported).
+    ``precision``/``resampler`` (default by device / essentia) are part of the embedding spec: the
+    cached embeddings' folder is named by them and its maest-embed.json refuses another.
+    ``engine``: where tracks are embedded (an :class:`~maest.extraction.engines.Engine`; default local).
     """
     import dataclasses
 
@@ -191,9 +139,9 @@ def run_eval(
     blocks = chosen.blocks if blocks is None else blocks
     tokens = tuple(chosen.tokens if tokens is None else tokens)
     segments = chosen.segments if segments is None else segments
-    from maest.segments import check_rule
-
-    check_rule(segments, overlap, None)
+    # Checked (with the resampler) before the dataset or the model is read; tied to the model below.
+    EmbeddingSpec(blocks=blocks, tokens=tokens, patchout_time=patchout_time, patchout_freq=tuple(patchout_freq),
+                  overlap=overlap, segments=segments, resampler=resampler or "essentia")
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     if isinstance(dataset, str):
@@ -208,19 +156,18 @@ def run_eval(
     before = dataset.counts()
     if missing:
         dataset = drop_paths(dataset, missing, f"{len(missing)} tracks without audio left out ({report.summary()})")
-    pipeline = load_pipeline(engine or LocalEngine(), model, device, batch_size)  # engine: where tracks are embedded
+    pipeline = load_pipeline(engine or LocalEngine(), model, device, batch_size, precision)
     depth = pipeline.config.depth
     if not 1 <= blocks <= depth:
         raise EvalError(f"blocks={blocks} but the model has {depth} blocks; pass blocks in 1..{depth}")
+    spec = pipeline.spec(blocks=blocks, tokens=tokens, patchout_time=patchout_time, patchout_freq=tuple(patchout_freq),
+                         overlap=overlap, segments=segments, resampler=resampler)
     tag = model_tag(model)
     letters = token_letters(tokens)
     freq = "-".join(str(r) for r in patchout_freq) or "none"
-    settings_key = (f"b{blocks}-{letters}-t{patchout_time}-f{freq}-o{overlap}{segments_key(segments)}"
-                    f"{precision_key(pipeline.precision)}")
-    embeddings_dir = output / "embeddings" / tag / settings_key
-    failures = extract_dataset_embeddings(dataset, audio_root, pipeline, embeddings_dir, blocks, tokens, patchout_time,
-                                          patchout_freq, overlap, batch_size, decode_workers, progress, segments,
-                                          engine=engine)
+    embeddings_dir = output / "embeddings" / tag / spec.key()  # the folder's maest-embed.json holds the spec
+    failures = embed_tracks(dataset.all_paths(), audio_root, pipeline, embeddings_dir, spec, batch_size,
+                            decode_workers, progress, engine)
     if failures:
         dataset = drop_paths(dataset, set(failures), f"{len(failures)} tracks failed to decode (see {embeddings_dir}/failures.tsv)")
     counts = dataset.counts()
@@ -234,7 +181,7 @@ def run_eval(
         load_embeddings(embeddings_dir, splits["test"].paths), splits["test"].targets, dataset.labels,
     )
     base = dataclasses.replace(chosen.config, **dict(probe_overrides or {}))
-    probe_dir = (output / "probe" / f"{tag}-b{blocks}-{letters}-t{patchout_time}-f{freq}{segments_key(segments)}-{protocol}"
+    probe_dir = (output / "probe" / f"{tag}-b{blocks}-{letters}-t{patchout_time}-f{freq}{spec.suffix()}-{protocol}"
                                     f"{'-grid' if grid else ''}-seed{seed}")
     search = grid_search(data, probe_dir, base, chosen.grid if grid else {}, probe_workers, seed, progress, probe_device)
     best = search.best

@@ -89,7 +89,9 @@ class LocalEngine(EngineBase):
     def run(self, items: Sequence[AudioItem], pipeline: MaestPipeline, mode: str, options: EmbedOptions,
             batch_size: int) -> Iterator[TrackOutcome]:
         batcher = pipeline.batcher(pipeline.runner(mode, options), options, batch_size)
-        return process(items, batcher, pipeline.decoder, self.decode_workers)
+        # A spec carries its resampler; plain per-segment options decode as the pipeline's decoder does.
+        decoder = pipeline.decoder_for(getattr(options, "resampler", pipeline.decoder.resampler))
+        return process(items, batcher, decoder, self.decode_workers)
 
 
 def load_pipeline(engine: Engine, model: str | os.PathLike | MaestPipeline | Any, device: str | None = None,

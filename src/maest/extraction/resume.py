@@ -8,6 +8,8 @@ at the same moment with different settings one is refused; with the same setting
 The settings hold the weights' fingerprint (:mod:`maest.checkpoints.fingerprint`), so new weights saved
 at the same model path are refused too. A folder made before fingerprints were recorded is accepted
 (nothing tells which weights made it) and gets this run's fingerprint, which guards it from then on.
+Fields recorded later (segments, precision, resampler) count as what maest then used: maest, fp32, essentia
+(:meth:`maest.spec.EmbeddingSpec.from_dict`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from maest.atomic import PARTIAL, atomic_write
 from maest.extraction.errors import SettingsMismatchError
 from maest.extraction.files import AudioItem
 from maest.extraction.sinks import Sink
-from maest.inference import EmbedOptions
+from maest.spec import EmbeddingSpec
 
 SETTINGS_FILE = "maest-embed.json"
 
@@ -39,56 +41,44 @@ def model_name(model: str | os.PathLike | Any) -> str:
 
 
 WEIGHTS_KEY = "weights"
+LAYOUT_KEYS = ("model", "segment_frames", "per_segment", "format")  # the output's layout, beside the spec
 
 
-def run_settings(name: str, segment_frames: int, options: EmbedOptions, per_segment: bool, fmt: str,
-                 weights: str | None = None, precision: str = "fp32") -> dict:
-    """Everything that changes an output's numbers or layout: the precision too (outputs of different
-    precisions must not mix in one folder); ``weights``: the weights' fingerprint."""
-    settings = {
-        "model": name,
-        "segment_frames": segment_frames,
-        "blocks": options.blocks,
-        "tokens": list(options.tokens),
-        "patchout_time": options.patchout_time,
-        "patchout_freq": list(options.patchout_freq),
-        "overlap": options.overlap,
-        "crop": options.crop,
-        "segments": options.segments,
-        "per_segment": per_segment,
-        "format": fmt,
-        "precision": precision,
-    }
-    if weights is not None:
-        settings[WEIGHTS_KEY] = weights
-    return settings
+def run_settings(name: str, segment_frames: int, spec: EmbeddingSpec, per_segment: bool, fmt: str) -> dict:
+    """Everything that changes an output's numbers or layout: the spec's dict (weights, precision,
+    resampler... outputs of different specs must not mix in one folder) and the layout."""
+    return {"model": name, "segment_frames": segment_frames, **spec.to_dict(), "per_segment": per_segment,
+            "format": fmt}
 
 
 def check_settings(output_dir: Path, settings: dict) -> None:
-    """Claim ``output_dir`` for ``settings``, or raise :class:`SettingsMismatchError` if it holds others."""
+    """Claim ``output_dir`` for ``settings``, or raise :class:`SettingsMismatchError` naming what differs."""
     path = Path(output_dir) / SETTINGS_FILE
     if not path.exists() and _claim(path, settings):
         return
     previous = _read_settings(path)
-    previous.setdefault("segments", "maest")  # folders made before the segment rule was an option
-    previous.setdefault("precision", "fp32")  # folders made before --precision: they were fp32 on the CPU
-    changed = {k: (previous.get(k), v) for k, v in settings.items() if k != WEIGHTS_KEY and previous.get(k) != v}
+    old_spec, new_spec = EmbeddingSpec.from_dict(previous), EmbeddingSpec.from_dict(settings)
+    changed = [f"{k} ({previous.get(k)!r} vs {settings.get(k)!r})" for k in LAYOUT_KEYS
+               if k in settings and previous.get(k) != settings[k]]
+    changed += [d for d in old_spec.replace(weights=None).differences(new_spec.replace(weights=None))]
     if changed:
-        details = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
         # The default precision follows the machine (auto): a folder made on another one names its own.
-        hint = f", or pass --precision {previous['precision']}" if set(changed) == {"precision"} else ""
+        only_precision = len(changed) == 1 and changed[0].startswith("precision")
+        hint = f", or pass --precision {previous.get('precision', 'fp32')}" if only_precision else ""
         raise SettingsMismatchError(
-            f"{output_dir} holds outputs made with other settings ({details}); "
+            f"{output_dir} holds outputs made with other settings (differs in: {'; '.join(changed)}); "
             f"choose another output folder or delete that one{hint}"
         )
     old, new = previous.get(WEIGHTS_KEY), settings.get(WEIGHTS_KEY)
     if old is not None and new is not None and old != new:
         raise SettingsMismatchError(
             f"{output_dir} holds outputs made with other weights: the checkpoint at {settings.get('model')} "
-            f"changed since (fingerprint {old} -> {new}); choose another output folder or delete that one"
+            f"changed since (differs in: weights ({old[:12]} vs {new[:12]})); choose another output folder or "
+            "delete that one"
         )
-    if old is None and new is not None:  # a folder from before fingerprints: from now on it is guarded
-        atomic_write(path, lambda f: f.write(_settings_text({**previous, WEIGHTS_KEY: new})), shared=True)
+    missing = {k: v for k, v in settings.items() if k not in previous}
+    if missing:  # a folder from before fingerprints (or the resampler) were recorded: from now on it is guarded
+        atomic_write(path, lambda f: f.write(_settings_text({**previous, **missing})), shared=True)
 
 
 def _settings_text(settings: dict) -> bytes:

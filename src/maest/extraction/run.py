@@ -9,6 +9,7 @@ failures stay here, the same for every engine.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import threading
@@ -30,6 +31,7 @@ from maest.failures import FAILURES_FILE, append_failures, read_failures, write_
 from maest.inference import EmbedOptions, MaestPipeline
 from maest.model import TOKEN_NAMES
 from maest.precision import PrecisionChoice, describe
+from maest.spec import EmbeddingSpec
 
 
 @dataclass
@@ -170,6 +172,7 @@ def extract(
     progress: bool = True,
     precision: str | None = None,
     engine: Engine | str | None = None,
+    resampler: str | None = None,
 ) -> ExtractSummary:
     """Embed every audio file under ``inputs`` into ``output_dir``; rerunning skips finished tracks.
 
@@ -186,27 +189,29 @@ def extract(
     ``engine`` computes the tracks: an :class:`~maest.extraction.engines.Engine` or a name of
     :data:`~maest.extraction.engines.ENGINES` (default "local": ``workers`` decode processes and the
     model in this process); one made from a name is closed when the run ends.
+    ``resampler`` ("essentia", the default, or "soxr") decodes audio not at 16 kHz; it is part of the settings.
     """
     check_run_options(batch_size, workers, shard, output_format)
     started = time.perf_counter()
     output_dir = Path(output_dir)
-    options = EmbedOptions(blocks, tokens, patchout_time, tuple(patchout_freq), overlap, crop, segments)
+    EmbedOptions(blocks, tokens, patchout_time, tuple(patchout_freq), overlap, crop, segments)  # before any file
     suffix = shard_suffix(shard)
     sink = open_sink(output_dir, output_format, per_segment, suffix)  # parquet: fails here without pyarrow
     items, missing = find_audio(inputs, extensions)
     check_collisions(items, output_format)
     items, missing = take_shard(items, missing, shard)
     pipeline = load_pipeline(engine, model, device, batch_size, precision)
-    if precision is not None and precision != pipeline.precision:
-        raise ValueError(f"the pipeline given runs at {pipeline.precision}, not {precision}: "
-                         "load it with load_model(..., precision=...) or leave precision out")
-    options = pipeline.resolved(options)  # checked before the folder is claimed; "auto" blocks made concrete
-    pipeline.embedder(options)
+    # The run's one spec, checked against the model before the output folder is claimed ("auto" blocks
+    # made the number it records; a precision other than the pipeline's is refused).
+    explicit = {} if precision in (None, "auto") else {"precision": precision}
+    spec = pipeline.spec(blocks=blocks, tokens=tokens, patchout_time=patchout_time, patchout_freq=tuple(patchout_freq),
+                         overlap=overlap, crop=crop, segments=segments, resampler=resampler, **explicit)
+    pipeline.embedder(spec)
     failures_file = failures_path(output_dir, suffix)
     output_dir.mkdir(parents=True, exist_ok=True)
     check_writable(output_dir, [failures_file])
-    check_settings(output_dir, run_settings(model_name(model), pipeline.config.segment_frames, options, per_segment,
-                                            output_format, pipeline.fingerprint, pipeline.precision))
+    check_settings(output_dir, run_settings(model_name(model), pipeline.config.segment_frames, spec, per_segment,
+                                            output_format))
 
     summary = ExtractSummary(output_dir=output_dir, precision=precision_phrase(pipeline))
     for path, reason in missing:
@@ -224,7 +229,7 @@ def extract(
     work_started = time.perf_counter()
     with sigterm_stops_cleanly():
         try:
-            results = engine.run(todo, pipeline, "embed", options, batch_size)
+            results = engine.run(todo, pipeline, "embed", spec, batch_size)  # the spec carries the resampler
             for item, result, reason in results:
                 if reason is not None:
                     record_failure(summary, str(item.path), reason, failures_file)
@@ -259,6 +264,7 @@ def tag_files(
     workers: int = 0,
     precision: str | None = None,
     engine: Engine | str | None = None,
+    resampler: str | None = None,
 ) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
     """``(path, probabilities, None)`` or ``(path, None, reason)`` per file, in input order.
 
@@ -269,8 +275,26 @@ def tag_files(
     check_run_options(batch_size, workers)
     options = EmbedOptions(blocks=None, overlap=overlap, crop=crop, segments=segments)
     results = run_files(inputs, model, "tag", options, extensions, batch_size, device, workers, precision,
-                        engine=engine)
+                        engine=engine, resampler=resampler)
     return ((path, result.track if result is not None else None, reason) for path, result, reason in results)
+
+
+def spec_of(pipeline: MaestPipeline, options: EmbedOptions, resampler: str | None = None) -> EmbeddingSpec:
+    """``options`` as this pipeline's spec: a spec is checked against the pipeline (weights, precision) and
+    ``resampler``; plain options get the pipeline's identity and ``resampler``."""
+    if isinstance(options, EmbeddingSpec):
+        if resampler is not None:
+            options.check_matches(options.replace(resampler=resampler), "the spec given", "pass one resampler")
+        options.check_matches(pipeline.spec(**spec_fields(options)),
+                              "the spec given does not fit the pipeline")
+        return options
+    return pipeline.spec(**spec_fields(options), resampler=resampler)
+
+
+def spec_fields(options: EmbedOptions) -> dict:
+    """The per-segment fields of ``options`` (or of a spec, with its precision and resampler) as keywords."""
+    names = [f.name for f in dataclasses.fields(options) if f.name not in ("weights", "family")]
+    return {name: getattr(options, name) for name in names}
 
 
 @uses_engine
@@ -285,10 +309,12 @@ def run_files(
     workers: int = 0,
     precision: str | None = None,
     engine: Engine | str | None = None,
+    resampler: str | None = None,
 ) -> Iterator[tuple[str, TrackResult | None, str | None]]:
     """``(path, result, None)`` or ``(path, None, reason)`` per file, in input order, for ``mode``
     "embed" or "tag" (what :func:`tag_files` and own-label heads read), computed by ``engine``
-    (as in :func:`extract`).
+    (as in :func:`extract`). ``options`` may be a whole :class:`~maest.spec.EmbeddingSpec`: its
+    resampler then decodes (``resampler`` must not differ).
 
     Segments are batched across files, so tracks finish out of order; each is held back only until
     the tracks before it are done.
@@ -298,10 +324,11 @@ def run_files(
     for path, reason in missing:
         yield path, None, reason
     pipeline = load_pipeline(engine, model, device, batch_size, precision)
+    spec = spec_of(pipeline, options, resampler)
     position = {id(item): index for index, item in enumerate(items)}
     finished: dict[int, tuple[str, TrackResult | None, str | None]] = {}
     next_index = 0
-    for item, result, reason in engine.run(items, pipeline, mode, options, batch_size):
+    for item, result, reason in engine.run(items, pipeline, mode, spec, batch_size):
         finished[position[id(item)]] = (str(item.path), result, reason)
         while next_index in finished:
             yield finished.pop(next_index)

@@ -1,6 +1,6 @@
 """Training a head's classifier on standardised embeddings: the paper's MLP probe, or logistic regression for small data.
 
-The MLP is :func:`maest.evaluate.probe.train_probe` (paper protocol: 30 epochs, batch 128, warm-up
+The MLP is :func:`maest.probe.train_probe` (paper protocol: 30 epochs, batch 128, warm-up
 10 epochs to lr 1e-4, weights of the best validation ROC-AUC epoch). With few tracks that recipe
 takes only tens of optimiser steps and a 1.2M-parameter MLP on a 2304-dim input has far more
 weights than examples; L2-regularised logistic regression (scikit-learn, C=1 on standardised
@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from maest.evaluate.probe import ProbeConfig, ProbeData, train_probe
+from maest.probe import ProbeConfig, ProbeData, train_probe
 from maest.heads.labels import Mode
 
 Kind = Literal["auto", "mlp", "logistic"]

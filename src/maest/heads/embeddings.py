@@ -1,9 +1,10 @@
-"""Embedding a label set's tracks once, into a resumable cache, with ``maest eval``'s machinery.
+"""Embedding a label set's tracks once, into a resumable cache, through the extraction loop.
 
-Tracks go through :func:`maest.evaluate.runner.extract_dataset_embeddings` (itself
+Tracks go through :func:`maest.extraction.embed_cache.embed_tracks` (itself
 :func:`maest.extraction.extract`: atomic per-track ``.npy`` files, finished tracks skipped on a
-rerun). The cache folder is keyed by the model's weights fingerprint, the embedding options and
-the audio root, so a cache shared between heads never mixes embeddings of different origins.
+rerun, the folder's ``maest-embed.json`` holding the spec and refusing another). The cache folder is
+named by the model's weights fingerprint, the spec's key and the audio root, so a cache shared
+between heads never mixes embeddings of different origins.
 """
 
 from __future__ import annotations
@@ -16,25 +17,20 @@ from typing import Any
 
 import numpy as np
 
-from maest.evaluate.datasets import Dataset, Split
-from maest.evaluate.features import precision_key, token_letters
-from maest.evaluate.runner import embedding_file, extract_dataset_embeddings, load_embeddings
+from maest.extraction.embed_cache import embed_tracks, embedding_file, load_embeddings
 from maest.heads.labels import LabelSet
-from maest.heads.spec import EmbeddingSpec
+from maest.heads.spec import HeadSpec
 
 
-def cache_folder(base: str | os.PathLike, spec: EmbeddingSpec, audio_root: Path, precision: str = "fp32") -> Path:
-    """``base/<model>-<weights>/b7-cda-t1-fnone-o0.5-root<hash>`` (``-bf16``... for another precision):
-    one folder per way of embedding a root."""
+def cache_folder(base: str | os.PathLike, spec: HeadSpec, audio_root: Path) -> Path:
+    """``base/<model>-<weights>/b7-cda-t1-fnone-o0.5-root<hash>`` (the spec's key: ``-bf16``, ``-soxr``...
+    where a field is off its default): one folder per way of embedding a root."""
     model = re.sub(r"[^A-Za-z0-9._-]+", "_", spec.model_name) or "model"
-    letters = token_letters(spec.tokens)
-    freq = "-".join(str(r) for r in spec.patchout_freq) or "none"
     root = hashlib.sha256(str(audio_root.resolve()).encode()).hexdigest()[:8]
-    return (Path(base) / f"{model}-{spec.model_fingerprint[:12]}"
-            / f"b{spec.blocks}-{letters}-t{spec.patchout_time}-f{freq}-o{spec.overlap}-root{root}{precision_key(precision)}")
+    return Path(base) / f"{model}-{(spec.weights or 'unknown')[:12]}" / f"{spec.key()}-root{root}"
 
 
-def embed_label_set(labels: LabelSet, pipeline: Any, spec: EmbeddingSpec, folder: Path, batch_size: int = 8,
+def embed_label_set(labels: LabelSet, pipeline: Any, spec: HeadSpec, folder: Path, batch_size: int = 8,
                     workers: int = 0, progress: bool = True, engine: Any = None
                     ) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
     """``(embeddings (kept, dim), kept row indices, [(path, reason)] skipped)``: missing and unreadable audio is skipped."""
@@ -48,12 +44,9 @@ def embed_label_set(labels: LabelSet, pipeline: Any, spec: EmbeddingSpec, folder
             skipped.append((rel, "missing: no such file under the audio root"))
     failures: dict[str, str] = {}
     if present:
-        paths = [labels.paths[i] for i in present]
-        dataset = Dataset("heads", [], {"all": Split("all", paths, np.zeros((len(paths), 0), bool), paths)})
-        failures = extract_dataset_embeddings(dataset, root, pipeline, folder, spec.blocks, spec.tokens, spec.patchout_time,
-                                              spec.patchout_freq, spec.overlap, batch_size, workers, progress,
-                                              engine=engine)
-    view = folder.parent / (folder.name + ".audio-links")  # made by extract_dataset_embeddings (audio_view)
+        failures = embed_tracks([labels.paths[i] for i in present], root, pipeline, folder, spec.embedding_spec(),
+                                batch_size, workers, progress, engine)
+    view = folder.parent / (folder.name + ".audio-links")  # made by embed_tracks (audio_view)
     kept = []
     for i in present:
         rel = labels.paths[i]

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from maest.atomic import atomic_write_text
-from maest.evaluate.probe import ProbeConfig, ProbeError
+from maest.probe import ProbeConfig, ProbeError
 from maest.heads.classifier import Kind, choose_kind, train_logistic, train_mlp
 from maest.heads.embeddings import cache_folder, embed_label_set
 from maest.heads.head import META_FILE, WEIGHTS_FILE, head_from_parts
@@ -135,6 +135,8 @@ def fit_head(
     decode_workers: int = 0,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    precision: str | None = None,
+    resampler: str | None = None,
     engine: Any = None,
 ) -> HeadReport:
     """Fit a head on ``labels`` (TSV/CSV or ``ROOT/<class>/<files>``) and save it to ``output_dir``.
@@ -146,7 +148,6 @@ def fit_head(
     ``engine``: where tracks are embedded (an :class:`~maest.extraction.engines.Engine`; default local).
     """
     from maest.extraction.engines import LocalEngine, load_pipeline
-    from maest.inference import EmbedOptions
 
     label_set = labels if isinstance(labels, LabelSet) else read_labels(labels, audio_root)
     label_set, repeated = _merge_duplicates(label_set)
@@ -156,15 +157,15 @@ def fit_head(
                             "files in class folders (ROOT/<class>/<files>)")
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
-    pipeline = load_pipeline(engine or LocalEngine(), model, device, batch_size)
-    # Checked before any decoding; blocks "auto" (maest.blocks) becomes the block the head records.
-    options = pipeline.resolved(EmbedOptions(blocks, tuple(tokens), patchout_time, tuple(patchout_freq), overlap))
+    pipeline = load_pipeline(engine or LocalEngine(), model, device, batch_size, precision)
+    # The fit's one spec, checked against the model before any decoding; head.json records it.
+    embedding = pipeline.spec(blocks=blocks, tokens=tuple(tokens), patchout_time=patchout_time,
+                              patchout_freq=tuple(patchout_freq), overlap=overlap, resampler=resampler)
     source = None  # how to load the model again (maest tag --head): a registry name, hub id or absolute path
     if isinstance(model, (str, os.PathLike)):
         source = str(Path(model).resolve()) if Path(model).exists() else str(model)
-    spec = spec_for(pipeline, options.blocks, options.tokens, patchout_time, options.patchout_freq, overlap, source)
-    folder = cache_folder(cache_dir if cache_dir is not None else output / "embeddings", spec, label_set.audio_root,
-                          pipeline.precision)
+    spec = spec_for(pipeline, embedding, source)
+    folder = cache_folder(cache_dir if cache_dir is not None else output / "embeddings", spec, label_set.audio_root)
     x, kept, skipped = embed_label_set(label_set, pipeline, spec, folder, batch_size, decode_workers, progress, engine)
     skipped_file = _write_skipped(output, skipped)
     missing = sum(r.startswith("missing") for _, r in skipped)

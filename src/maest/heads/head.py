@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from maest.atomic import atomic_write, atomic_write_text
-from maest.evaluate.probe import MlpProbe
+from maest.probe import MlpProbe
 from maest.heads.errors import HeadFormatError
 from maest.heads.integrity import check_meta, check_weights, finite_thresholds, read_meta, read_weights
 from maest.heads.labels import Mode

@@ -1,4 +1,5 @@
-"""What embedding a head needs (model identity, blocks, tokens, patchout, overlap) and the check that refuses others.
+"""What embedding a head needs (the :class:`maest.spec.EmbeddingSpec` plus the model's name and the width)
+and the check that refuses others.
 
 A head maps one embedding space to labels; fed another model's or another block's embeddings it
 returns confident garbage. The model is identified by a fingerprint of its weights and frontend
@@ -8,91 +9,96 @@ normalisation, so a head follows the weights, not the file name they were loaded
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from maest.checkpoints.fingerprint import weights_fingerprint as model_fingerprint  # noqa: F401  (re-exported)
+from maest.spec import EmbeddingSpec as _Spec
 from maest.heads.errors import HeadError
+from maest.spec import SpecMismatchError
 
 
-class HeadMismatchError(HeadError):
+class HeadMismatchError(SpecMismatchError, HeadError):
     """A head is applied to embeddings from another model or another embedding spec."""
 
 
 @dataclass(frozen=True)
-class EmbeddingSpec:
-    """How the embeddings a head reads were made; ``model_fingerprint`` identifies the weights."""
+class HeadSpec(_Spec):
+    """How the embeddings a head reads were made: the embedding spec (``weights`` identifies the weights),
+    the model's name, where to load it again (``model_source``) and the embedding width ``dim``."""
 
-    model_name: str
-    model_fingerprint: str
-    dim: int
-    blocks: int | None = 7
-    tokens: tuple[str, ...] = ("cls", "dist", "avg")
-    patchout_time: int = 1
-    patchout_freq: tuple[int, ...] = ()
-    overlap: float = 0.5
+    model_name: str = ""
+    dim: int = 0
     model_source: str | None = None
 
-    def __post_init__(self):
-        object.__setattr__(self, "tokens", tuple(self.tokens))
-        object.__setattr__(self, "patchout_freq", tuple(int(r) for r in self.patchout_freq))
+    @property
+    def model_fingerprint(self) -> str | None:
+        """The weights' fingerprint (the name head.json used before the spec)."""
+        return self.weights
+
+    def embedding_spec(self) -> _Spec:
+        """The plain :class:`maest.spec.EmbeddingSpec` (what settings files and caches record)."""
+        return _Spec(**{f.name: getattr(self, f.name) for f in dataclasses.fields(_Spec)})
 
     def to_dict(self) -> dict:
-        out = dataclasses.asdict(self)
-        out["tokens"], out["patchout_freq"] = list(self.tokens), list(self.patchout_freq)
-        return out
+        return {**super().to_dict(), "model_name": self.model_name, "dim": self.dim, "model_source": self.model_source}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "EmbeddingSpec":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+    def from_dict(cls, data: Mapping[str, Any]) -> HeadSpec:
+        base = _Spec.from_dict(data)
+        return cls(**{f.name: getattr(base, f.name) for f in dataclasses.fields(_Spec)},
+                   model_name=str(data.get("model_name", "")), dim=int(data.get("dim", 0)),
+                   model_source=data.get("model_source"))
 
     def describe(self) -> str:
-        """``"tiny-0 (fingerprint 1a2b3c4d) block 7 cls+dist+avg"`` plus any non-default patchout/overlap."""
-        text = f"{self.model_name} (weights {self.model_fingerprint[:12]}) block {self.blocks} {'+'.join(self.tokens)}"
-        if self.patchout_time != 1:
-            text += f" patchout_time {self.patchout_time}"
-        if self.patchout_freq:
-            text += f" patchout_freq {','.join(map(str, self.patchout_freq))}"
-        if self.overlap != 0.5:
-            text += f" overlap {self.overlap}"
-        return text
+        """``"tiny-0 (weights 1a2b3c4d) block 7 cls+dist+avg"`` plus any field off its default."""
+        return f"{self.model_name} (weights {(self.weights or '?')[:12]}) {super().describe()}"
 
     def embed_kwargs(self) -> dict:
         """Keyword arguments of :meth:`maest.inference.MaestPipeline.embed` that reproduce these embeddings."""
         return {"blocks": self.blocks, "tokens": self.tokens, "patchout_time": self.patchout_time,
-                "patchout_freq": self.patchout_freq, "overlap": self.overlap}
+                "patchout_freq": self.patchout_freq, "overlap": self.overlap, "crop": self.crop,
+                "segments": self.segments, "resampler": self.resampler}
 
 
-def spec_for(pipeline: Any, blocks: int | None, tokens: Sequence[str], patchout_time: int = 1,
-             patchout_freq: Sequence[int] = (), overlap: float = 0.5, source: str | None = None,
-             dim: int | None = None) -> EmbeddingSpec:
-    """The spec of ``pipeline``'s embeddings with these options (``dim`` measured by the caller when known)."""
-    model = pipeline.model
+EmbeddingSpec = HeadSpec  # the name maest.heads exported before maest.spec existed
+
+
+def spec_for(pipeline: Any, spec: _Spec, source: str | None = None, dim: int | None = None) -> HeadSpec:
+    """The head spec of ``pipeline``'s embeddings made with ``spec`` (``dim`` measured by the caller when known)."""
     if dim is None:
-        if getattr(pipeline, "is_effnet", False):
-            dim = 1280
-        else:
-            dim = pipeline.config.width * len(tuple(tokens))
-    return EmbeddingSpec(str(getattr(pipeline.config, "name", type(model).__name__)), getattr(pipeline, "fingerprint", None) or model_fingerprint(model), int(dim),
-                         blocks, tuple(tokens), patchout_time, tuple(patchout_freq), overlap, source)
+        dim = 1280 if getattr(pipeline, "is_effnet", False) else pipeline.config.width * len(spec.tokens)
+    name = str(getattr(pipeline.config, "name", type(pipeline.model).__name__))
+    return HeadSpec(**{f.name: getattr(spec, f.name) for f in dataclasses.fields(_Spec)},
+                    model_name=name, dim=int(dim), model_source=source)
 
 
-def check_spec(expected: EmbeddingSpec, other: Any) -> None:
-    """Raise :class:`HeadMismatchError` unless ``other`` (a pipeline or an :class:`EmbeddingSpec`) fits ``expected``.
+def run_spec(head_spec: HeadSpec, resampler: str | None = None) -> _Spec:
+    """The spec a run embeds with for this head: the head's, with ``resampler`` refused if it differs."""
+    wanted = head_spec.embedding_spec()
+    if resampler is not None and resampler != wanted.resampler:
+        wanted.check_matches(wanted.replace(resampler=resampler), f"this head was fitted on {head_spec.describe()}",
+                             "leave --resampler out (the head's is used) or fit a head with that resampler",
+                             HeadMismatchError)
+    return wanted
 
-    A pipeline is checked for its weights (its embeddings are then made with ``expected``'s options);
-    a spec must match in weights and every embedding option.
+
+def check_spec(expected: HeadSpec, other: Any) -> None:
+    """Raise :class:`HeadMismatchError` unless ``other`` (a pipeline or a spec) fits ``expected``.
+
+    A pipeline is checked for its weights and precision (its embeddings are then made with
+    ``expected``'s options); a spec must match in every field.
     """
-    if isinstance(other, EmbeddingSpec):
-        problems = [f"{name} {getattr(other, name)!r} (head: {getattr(expected, name)!r})"
-                    for name in ("model_fingerprint", "dim", "blocks", "tokens", "patchout_time", "patchout_freq", "overlap")
-                    if getattr(other, name) != getattr(expected, name)]
+    if isinstance(other, _Spec):
+        problems = expected.differences(other)
+        if isinstance(other, HeadSpec) and other.dim and other.dim != expected.dim:
+            problems.append(f"dim ({expected.dim} vs {other.dim})")
         if problems:
+            other_text = other.describe()
             raise HeadMismatchError(
-                f"this head was fitted on {expected.describe()}; the embeddings given are {other.describe()} "
-                f"(differs in {'; '.join(problems)}). Embed with the head's spec (maest.heads.tag_with_head does) "
+                f"this head was fitted on {expected.describe()}; the embeddings given are {other_text} "
+                f"(differs in: {'; '.join(problems)}). Embed with the head's spec (maest.heads.tag_with_head does) "
                 "or fit a head on these embeddings")
         return
     model = getattr(other, "model", None)
@@ -100,9 +106,16 @@ def check_spec(expected: EmbeddingSpec, other: Any) -> None:
         raise TypeError(f"expected a MaestPipeline or an EmbeddingSpec, got {type(other).__name__}")
     name = str(getattr(getattr(other, "config", None), "name", type(model).__name__))
     fingerprint = getattr(other, "fingerprint", None) or model_fingerprint(model)
-    if fingerprint != expected.model_fingerprint:
+    if expected.weights is not None and fingerprint != expected.weights:
         raise HeadMismatchError(
             f"this head was fitted on {expected.describe()}; the loaded model is {name} (weights {fingerprint[:12]}). "
             f"Load the model the head was fitted on ({expected.model_source or expected.model_name}) or fit a new head")
+    precision = getattr(other, "precision", expected.precision)
+    if precision != expected.precision:
+        raise HeadMismatchError(
+            f"this head was fitted on {expected.describe()}; the loaded model runs at {precision} "
+            f"(differs in: precision ({expected.precision} vs {precision})). Load it with precision "
+            f"{expected.precision} (--precision {expected.precision}) or fit a head at {precision}")
     if not getattr(other, "is_effnet", False) and expected.blocks is not None and expected.blocks > other.config.depth:
         raise HeadMismatchError(f"this head needs block {expected.blocks}; the loaded model has {other.config.depth}")
+

@@ -23,18 +23,24 @@ def embed_like_index(index: Index, audio_file: str | os.PathLike, model=None, de
     if model is None:
         raise SimilarityIndexError(f"the index at {index.directory} does not record the model its embeddings "
                                    "came from (no maest-embed.json when it was built); pass model=...")
-    pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, precision=spec.get("precision"))
+    pipeline = model if isinstance(model, MaestPipeline) else load_model(model, device, precision=spec.get("precision", "fp32"))
     recorded = spec.get("weights")
     if recorded is not None and recorded != pipeline.fingerprint:
         raise SimilarityIndexError(
             f"the index at {index.directory} holds embeddings of other weights ({recorded[:12]}) than the model "
             f"given ({pipeline.fingerprint[:12]}): its neighbours would be meaningless; pass the model it was "
             "built from")
-    return pipeline.embed(
-        audio_file, blocks=spec.get("blocks", "auto"), tokens=tuple(spec.get("tokens", ("cls", "dist", "avg"))),
-        patchout_time=spec.get("patchout_time", 1), patchout_freq=tuple(spec.get("patchout_freq", ())),
-        overlap=spec.get("overlap", 0.5), crop=spec.get("crop"), segments=spec.get("segments", "maest"),
-    )
+    from maest.spec import EmbeddingSpec, SpecMismatchError
+
+    wanted = EmbeddingSpec.from_dict(spec)  # the spec maest-embed.json recorded (resampler included)
+    try:
+        made = pipeline.spec(**{name: getattr(wanted, name) for name in ("blocks", "tokens", "patchout_time",
+                                "patchout_freq", "overlap", "crop", "segments", "resampler")})
+        wanted.check_matches(made, f"the index at {index.directory} holds embeddings made with another spec",
+                             "pass the model (and --precision) it was built with")
+    except SpecMismatchError as error:
+        raise SimilarityIndexError(str(error)) from None
+    return pipeline.run_track(audio_file, "embed", made).track
 
 
 def similar(index_dir: str | os.PathLike | Index, query: str | os.PathLike, k: int = 10, *,

@@ -44,11 +44,17 @@ class WriteTagsSummary:
                 f"settings, {self.failed} failed; {self.elapsed_seconds:.1f} s")
 
 
-def tag_settings(pipeline: Any, choice: TagChoice, head: Any = None) -> str:
-    """The ``MAEST_SETTINGS`` text: the weights, the head (if any) and the selection; equal text, equal tags."""
+def tag_settings(pipeline: Any, choice: TagChoice, head: Any = None, spec: Any = None) -> str:
+    """The ``MAEST_SETTINGS`` text: the weights, the head (if any), the selection and the embedding spec's
+    fields off their defaults (overlap, crop, segment rule, precision, resampler); equal text, equal tags."""
     from maest import __version__
 
     text = f"maest {__version__}; model {pipeline.config.name} weights {pipeline.fingerprint[:16]}; {choice.describe()}"
+    if spec is not None:
+        off = ("" if spec.overlap == 0.5 else f"-o{spec.overlap}") + ("" if spec.crop is None else f"-{spec.crop}")
+        off += spec.suffix()
+        if off:
+            text += f"; spec {off.lstrip('-')}"
     if head is not None:
         identity = json.dumps([head.labels, None if head.thresholds is None else [round(float(t), 6) for t in
                                                                                     head.thresholds]])
@@ -74,21 +80,30 @@ def write_collection_tags(
     failures_file: str | os.PathLike | None = None,
     progress: bool = False,
     report: Callable[[FileChange], None] | None = None,
+    resampler: str | None = None,
 ) -> WriteTagsSummary:
     """Write each file's chosen labels (:class:`TagChoice`; an own ``head``'s "on" labels) into its tags.
 
     ``replace``: the chosen fields hold maest's values only (the user's go); ``dry_run``: nothing is
     written, ``report`` still sees every change; ``keep_mtime``: the files keep their modification time.
+    ``resampler``: as in ``maest tag`` (with a head: the head's, a different one is refused).
     """
     from tqdm.auto import tqdm
 
     from maest.extraction import find_audio, run_files
     from maest.failures import append_failures, write_failures
-    from maest.inference import EmbedOptions
-
     started = time.perf_counter()
     summary = WriteTagsSummary()
-    settings = tag_settings(pipeline, choice, head)
+    if head is not None:  # the run's one spec, checked before any file is read
+        from maest.heads.spec import run_spec
+        from maest.heads.tag import check_head_options
+
+        check_head_options(overlap, crop, segments)
+        mode, options = "embed", run_spec(head.spec, resampler)
+    else:
+        mode, options = "tag", pipeline.spec(blocks=None, overlap=overlap, crop=crop, segments=segments,
+                                             resampler=resampler)
+    settings = tag_settings(pipeline, choice, head, options)
     failures_path = Path(failures_file) if failures_file is not None else None
 
     def fail(path: str, reason: str) -> None:
@@ -114,10 +129,6 @@ def write_collection_tags(
         else:
             todo.append(path)
 
-    if head is not None:
-        mode, options = "embed", EmbedOptions(**head.spec.embed_kwargs())
-    else:
-        mode, options = "tag", EmbedOptions(blocks=None, overlap=overlap, crop=crop, segments=segments)
     bar = tqdm(total=len(todo), unit="file", disable=not progress, dynamic_ncols=True)
     try:
         if todo:
