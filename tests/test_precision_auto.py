@@ -111,7 +111,7 @@ def test_summary_line_and_settings_say_the_precision_and_why(tmp_path, checkpoin
     assert result.exit_code == 0, result.output
     assert result.stdout.strip().endswith(f"; precision bf16 (auto: {CPU_BF16_ENV}=1)")
     assert json.loads((tmp_path / "auto" / "maest-embed.json").read_text())["precision"] == "bf16"
-    with pytest.raises(SettingsMismatchError, match="precision: 'bf16' -> 'fp32'.*pass --precision bf16"):
+    with pytest.raises(SettingsMismatchError, match=r"precision \(bf16 vs fp32\).*pass --precision bf16"):
         extract([wav], tmp_path / "auto", str(checkpoint), blocks=2, progress=False, precision="fp32")
     asked = CliRunner().invoke(app, ["embed", *common, "-o", str(tmp_path / "fp32"), "--precision", "fp32"])
     assert asked.exit_code == 0 and asked.stdout.strip().endswith("; precision fp32 (asked)")

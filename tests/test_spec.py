@@ -206,7 +206,7 @@ def test_tag_with_a_head_honours_its_spec_and_refuses_another_resampler_or_preci
     api = pipeline.tag(clip, head=head_dir, top_k=None)
     cli = CliRunner().invoke(app, ["tag", str(clip), "--head", str(head_dir), "--device", "cpu", "--format", "json"])
     assert cli.exit_code == 0, cli.output
-    line = json.loads(cli.output.strip().splitlines()[-1])
+    line = json.loads(next(text for text in cli.output.splitlines() if text.startswith("{")))  # stderr: summary
     assert [(t["label"], round(t["probability"], 6), t["on"]) for t in line["tags"]] == [
         (label, round(p, 6), on) for label, p, on in api]
     assert pipeline.tag(clip, head=head_dir, resampler="essentia") == api[:5]

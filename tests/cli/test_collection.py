@@ -84,7 +84,7 @@ def test_head_fit_then_map_coloured_by_the_head(collection, tmp_path):
                   "--decode-workers", "0")
     assert shallow.exit_code == 0, shallow.output
     refused = run("map", root / "emb", "-o", tmp_path / "map1.png", "--color-by", tmp_path / "head1")
-    assert refused.exit_code == 1 and "blocks 2 (head: 1)" in refused.output and not (tmp_path / "map1.png").exists()
+    assert refused.exit_code == 1 and "blocks (2 vs 1)" in refused.output and not (tmp_path / "map1.png").exists()
 
     wrong = run("head", "fit", tmp_path / "missing.tsv", "-o", tmp_path / "h2", "-m", model)
     assert wrong.exit_code == 1 and "missing.tsv" in wrong.output
@@ -137,7 +137,7 @@ def test_tag_with_a_head_and_timeline_plots(collection, tmp_path):
     assert (tmp_path / "plain" / f"{tracks[0].stem}.png").is_file()
 
     ignored = run("tag", tracks[0], "--head", tmp_path / "head", "--overlap", "0.25")
-    assert ignored.exit_code == 1 and "do not apply with --head" in ignored.output
+    assert ignored.exit_code == 1 and "do not apply with a head" in ignored.output
     other = tiny_model(tmp_path / "other", seed=7)
     refused = run("tag", tracks[0], "--head", tmp_path / "head", "-m", other)
     assert refused.exit_code == 1 and "HeadMismatchError" in refused.output

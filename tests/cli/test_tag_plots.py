@@ -132,7 +132,7 @@ def test_a_head_timeline_marks_the_labels_that_are_on(checkpoint):
     from maest.inference import load_model
 
     pipeline = load_model(checkpoint, "cpu")
-    spec = EmbeddingSpec("tiny", pipeline.fingerprint, 4, 2)
+    spec = EmbeddingSpec(model_name="tiny", weights=pipeline.fingerprint, dim=4, blocks=2)
     head = head_from_parts(["calm", "loud", "odd"], "multi", spec, "logistic", np.zeros(4), np.ones(4),
                            {"weight": np.zeros((3, 4)), "bias": np.zeros(3)}, np.array([0.3, 0.5, 0.9]), {}, {})
     probabilities = np.array([[0.6, 0.2, 0.8], [0.4, 0.4, 0.7]], np.float32)  # means 0.5, 0.3, 0.75

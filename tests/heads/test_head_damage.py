@@ -20,7 +20,7 @@ DIM, LABELS = 8, ["calm", "loud", "odd"]
 
 def _head(kind: str):
     rng = np.random.default_rng(0)
-    spec = EmbeddingSpec("tiny-0", "f" * 64, DIM, 2)
+    spec = EmbeddingSpec(model_name="tiny-0", weights="f" * 64, dim=DIM, blocks=2)
     if kind == "logistic":
         weights = {"weight": rng.normal(size=(3, DIM)), "bias": rng.normal(size=3)}
     else:
@@ -112,7 +112,7 @@ def test_an_mlp_head_missing_its_second_layer_is_refused(tmp_path):
 
 
 def test_a_head_built_in_memory_with_nan_thresholds_is_refused():
-    spec = EmbeddingSpec("tiny-0", "f" * 64, DIM, 2)
+    spec = EmbeddingSpec(model_name="tiny-0", weights="f" * 64, dim=DIM, blocks=2)
     with pytest.raises(HeadFormatError, match="thresholds hold NaN"):
         head_from_parts(LABELS, "multi", spec, "logistic", np.zeros(DIM), np.ones(DIM),
                         {"weight": np.zeros((3, DIM)), "bias": np.zeros(3)}, np.array([0.5, np.nan, 0.5]), {}, {})

@@ -8,7 +8,7 @@ import pytest
 
 from maest.train.config import ConfigError, from_dict, load_config
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "src" / "maest" / "resources" / "train"  # shipped with maest
 PAPER = ["maest-5s-passt", "maest-10s-passt", "maest-20s-passt", "maest-30s-passt", "maest-10s-deit", "maest-10s-random"]
 
 

@@ -20,7 +20,7 @@ from maest.heads.errors import HeadFormatError
 
 REFIT = "re-fit the head (maest head fit) or restore the folder from a copy"
 PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+, and torch.save's zip container
-SPEC_KEYS = ("model_name", "model_fingerprint", "dim")
+SPEC_KEYS = ("model_name", "dim")  # and the weights: "weights" (maest.spec), "model_fingerprint" before it
 
 
 def read_meta(path: Path) -> dict[str, Any]:
@@ -48,9 +48,10 @@ def check_meta(meta: dict[str, Any], path: Path) -> None:
     if not isinstance(classifier, dict) or classifier.get("kind") not in ("mlp", "logistic"):
         raise HeadFormatError(f"{path}: no 'classifier' with kind mlp or logistic; {REFIT}")
     embedding = meta.get("embedding")
-    if not isinstance(embedding, dict) or any(key not in embedding for key in SPEC_KEYS):
+    if (not isinstance(embedding, dict) or any(key not in embedding for key in SPEC_KEYS)
+            or not ({"weights", "model_fingerprint"} & set(embedding))):
         raise HeadFormatError(f"{path}: no 'embedding' describing the model and embedding the head reads "
-                              f"({', '.join(SPEC_KEYS)}); {REFIT}")
+                              f"({', '.join(SPEC_KEYS)}, weights); {REFIT}")
     thresholds = meta.get("thresholds")
     if thresholds is not None:
         if not isinstance(thresholds, list) or len(thresholds) != len(labels):
