@@ -26,7 +26,8 @@ from maest import audio as audio_io
 from maest import frontend, streaming
 from maest.batching import RunBatch, SegmentBatcher, TrackResult
 from maest.checkpoints.fingerprint import weights_fingerprint
-from maest.configs import MaestConfig, discogs_labels
+from maest.configs import MaestConfig
+from maest.registry import discogs_labels
 from maest.decode import TrackMel
 from maest.effnet import EffNet
 from maest.model import TOKEN_NAMES, Maest, pool_tokens
@@ -378,11 +379,6 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
             raise DeviceUnavailableError(f"there is no CUDA device {resolved.index} (this machine has {count}); "
                                          f"use --device cuda:0 .. cuda:{count - 1}")
     return resolved
-
-
-def default_device() -> torch.device:
-    """CUDA if available, else the CPU."""
-    return resolve_device(None)
 
 
 def load_model(name_or_path: str | os.PathLike | Maest | EffNet, device: str | torch.device | None = None,

@@ -19,7 +19,7 @@ from maest.atomic import atomic_write
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from maest.app.protocols import LabelHead
+    from maest.protocols import LabelHead
     from maest.inference import MaestPipeline
 
 MapMethod = Literal["auto", "umap", "pca", "tsne"]
@@ -252,7 +252,7 @@ def segment_probabilities(
     Without a head: the model's sigmoid outputs per segment (their mean is ``pipeline.predict``).
     With a head: the head's probabilities of each segment's block-7 cls+dist+avg embedding.
     """
-    from maest.app.protocols import head_embed_options
+    from maest.protocols import head_embed_options
     from maest.inference import EmbedOptions
 
     if head is None:
