@@ -240,7 +240,7 @@ def head_top_labels(head: "LabelHead", embeddings: np.ndarray) -> list[str]:
 
 def embedding_blocks(pipeline: "MaestPipeline") -> int | None:
     """Blocks of the default embedding: the paper's block 7, or every block of a shallower model (None: EffNet)."""
-    return None if pipeline.is_effnet else min(7, pipeline.config.depth)
+    return pipeline.family.default_blocks(pipeline.config)
 
 
 def segment_probabilities(

@@ -71,10 +71,7 @@ def spec_for(pipeline: Any, blocks: int | None, tokens: Sequence[str], patchout_
     """The spec of ``pipeline``'s embeddings with these options (``dim`` measured by the caller when known)."""
     model = pipeline.model
     if dim is None:
-        if getattr(pipeline, "is_effnet", False):
-            dim = 1280
-        else:
-            dim = pipeline.config.width * len(tuple(tokens))
+        dim = pipeline.family.embedding_dim(pipeline.config, tokens)
     return EmbeddingSpec(str(getattr(pipeline.config, "name", type(model).__name__)), getattr(pipeline, "fingerprint", None) or model_fingerprint(model), int(dim),
                          blocks, tuple(tokens), patchout_time, tuple(patchout_freq), overlap, source)
 
@@ -104,5 +101,6 @@ def check_spec(expected: EmbeddingSpec, other: Any) -> None:
         raise HeadMismatchError(
             f"this head was fitted on {expected.describe()}; the loaded model is {name} (weights {fingerprint[:12]}). "
             f"Load the model the head was fitted on ({expected.model_source or expected.model_name}) or fit a new head")
-    if not getattr(other, "is_effnet", False) and expected.blocks is not None and expected.blocks > other.config.depth:
-        raise HeadMismatchError(f"this head needs block {expected.blocks}; the loaded model has {other.config.depth}")
+    depth = other.family.depth(other.config)  # None: blocks do not apply to this family
+    if depth is not None and expected.blocks is not None and expected.blocks > depth:
+        raise HeadMismatchError(f"this head needs block {expected.blocks}; the loaded model has {depth}")
