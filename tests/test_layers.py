@@ -143,7 +143,7 @@ def test_every_module_has_a_layer():
     except ModuleNotFoundError:  # Python 3.10
         tomllib = pytest.importorskip("tomli")
     config = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["tool"]["importlinter"]
-    layered = {name.strip() for contract in config["contracts"] if contract["type"] == "layers"
+    layered = {name.strip().strip("()") for contract in config["contracts"] if contract["type"] == "layers"
                for layer in contract["layers"] for name in layer.replace(":", "|").split("|")}
     tops = {".".join(name.split(".")[:2]) for name in module_files() if name.count(".") >= 1}
     assert tops - layered == set(), "add these to a layer of [tool.importlinter] in pyproject.toml"
