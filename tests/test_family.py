@@ -158,3 +158,20 @@ def test_a_third_family_runs_through_the_pipeline_heads_and_checkpoints(monkeypa
     with pytest.raises(CheckpointError, match="unknown network type 'band-mean'"):
         load_checkpoint(path)
     assert families.family_of(Maest(MaestConfig(depth=1, width=32, heads=2))).name == "maest"
+
+
+def test_no_family_branches_outside_the_family_table():
+    """Code outside maest.family, the checkpoint readers and training's network builder asks the family
+    (``pipeline.family``) instead of testing the network's class: a third family then needs no edits there."""
+    import re
+    from pathlib import Path
+
+    import maest
+
+    package = Path(maest.__file__).resolve().parent
+    allowed = ("family.py", "checkpoints/", "train/")
+    pattern = re.compile(r"\bis_effnet\b|isinstance\([^)]*\b(EffNet|Maest)\b")
+    found = [f"{path.relative_to(package)}:{number}: {line.strip()}"
+             for path in sorted(package.rglob("*.py")) if not str(path.relative_to(package)).startswith(allowed)
+             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
+    assert not found, "ask pipeline.family / maest.family.family_of instead:\n" + "\n".join(found)
