@@ -49,7 +49,7 @@ ENGINES = {"local": ("local", 0, 2), "ray-1": ("ray", 1, 2), "ray-2": ("ray", 2,
 def build_model(seed: int = 0):
     import torch
 
-    from maest.configs import architecture
+    from maest.registry import architecture
     from maest.model import Maest
 
     torch.manual_seed(seed)

@@ -38,7 +38,7 @@ def peak_rss_mb() -> float:
 def build_pipeline():
     import torch
 
-    from maest.configs import architecture
+    from maest.registry import architecture
     from maest.inference import MaestPipeline
     from maest.model import Maest
 

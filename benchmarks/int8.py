@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maest.configs import architecture
+from maest.registry import architecture
 from maest.model import Maest, pool_tokens
 from timing import interleaved_medians
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from maest.checkpoints.hf import hf_config
-from maest.configs import architecture
+from maest.registry import architecture
 from maest.model import Maest, pool_tokens
 from timing import interleaved_medians
 

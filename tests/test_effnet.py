@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from maest.effnet import EffNet, EffNetConfig, load_effnet, save_effnet
+from maest.checkpoints import load_effnet, save_effnet
+from maest.effnet import EffNet, EffNetConfig
 
 # torchvision's efficientnet_b0 (1000 classes) has 5,288,548 parameters; a 1-channel stem has
 # 2 * 3 * 3 * 32 = 576 fewer.

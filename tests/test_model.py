@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from maest.configs import MaestConfig, architecture
+from maest.configs import MaestConfig
+from maest.registry import architecture
 from maest.model import InputTooLongError, Maest, pool_tokens
 
 WIDTH = 64

@@ -65,9 +65,9 @@ def test_prefixes_in_load_checkpoint(tmp_path, monkeypatch):
 
 
 def test_old_import_paths():
-    assert configs.PUBLISHED is registry.PUBLISHED and configs.discogs_labels is registry.discogs_labels
-    assert configs.architecture("discogs-maest-30s-pw-129e") == registry.architecture("discogs-maest-30s-pw-129e")
-    from maest.configs import PublishedModel  # noqa: F401
+    # The 0.1-era lazy aliases are gone: the published weights are read from maest.registry only.
+    assert not hasattr(configs, "PUBLISHED") and not hasattr(configs, "discogs_labels")
+    assert "discogs-maest-30s-pw-129e" in registry.PUBLISHED
     from maest.evaluate.metrics import macro_scores
     from maest.metrics import macro_scores as moved
 

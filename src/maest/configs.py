@@ -1,7 +1,6 @@
 """Model configuration: the architecture dataclasses' shared identity fields and ``MaestConfig``.
 
-The published weights (names, hub ids, labels) are in :mod:`maest.registry`; ``PUBLISHED``,
-``PublishedModel``, ``architecture`` and ``discogs_labels`` are still importable from here.
+The published weights (names, hub ids, labels) are in :mod:`maest.registry`, which builds on this module.
 """
 
 from __future__ import annotations
@@ -175,14 +174,3 @@ def for_segment(seconds: int, num_classes: int = 400, **overrides) -> MaestConfi
     values.update(overrides)
     return MaestConfig(**values)
 
-
-_MOVED_TO_REGISTRY = ("PUBLISHED", "PublishedModel", "architecture", "discogs_labels")
-
-
-def __getattr__(name: str) -> Any:
-    """The published-weights names moved to :mod:`maest.registry`; imported lazily (it imports this module)."""
-    if name in _MOVED_TO_REGISTRY:
-        from maest import registry
-
-        return getattr(registry, name)
-    raise AttributeError(f"module 'maest.configs' has no attribute {name!r}")

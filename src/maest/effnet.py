@@ -161,14 +161,3 @@ class EffNet(nn.Module):
         """Logits ``(B, num_classes)``; probabilities are their sigmoid."""
         return self.classifier(self.dropout(self.forward_features(mel)))
 
-
-_MOVED_TO_CHECKPOINTS = ("EffNetCheckpointError", "save_effnet", "load_effnet", "is_effnet")
-
-
-def __getattr__(name: str):
-    """Saving and loading moved to :mod:`maest.checkpoints.effnet`; imported lazily (it imports this module)."""
-    if name in _MOVED_TO_CHECKPOINTS:
-        from maest.checkpoints import effnet as io
-
-        return getattr(io, name)
-    raise AttributeError(f"module 'maest.effnet' has no attribute {name!r}")

@@ -27,10 +27,10 @@ from maest import frontend, streaming
 from maest.batching import RunBatch, SegmentBatcher, TrackResult
 from maest.blocks import resolve_blocks
 from maest.checkpoints.fingerprint import weights_fingerprint
-from maest.configs import MaestConfig, discogs_labels
+from maest.configs import MaestConfig
 from maest.decode import TrackMel
-from maest.effnet import EffNet
-from maest.model import TOKEN_NAMES, Maest, pool_tokens
+from maest.family import ModelFamily, family_of, model_labels
+from maest.model import TOKEN_NAMES
 from maest.precision import AUTO, PrecisionChoice, PrecisionError, auto_precision, matmul_weights_cast
 from maest.segments import padding_value
 from maest.spec import DEFAULT_RESAMPLER, PRECISIONS, EmbeddingSpec, EmbedOptions
@@ -81,11 +81,12 @@ def choose_precision(precision: str | None, device: str | torch.device) -> Preci
 class MaestPipeline:
     """A loaded model on a device, with the frontend: call :meth:`embed` or :meth:`tag` on tracks.
 
-    The model is a MAEST transformer or the EffNet-B0 baseline; for EffNet the embedding is its
-    penultimate layer (1280 dims) and ``blocks``/``tokens`` do not apply.
+    The model is a MAEST transformer or the EffNet-B0 baseline (:mod:`maest.family` says what each
+    provides); for EffNet the embedding is its penultimate layer (1280 dims) and ``blocks``/``tokens``
+    do not apply.
     """
 
-    def __init__(self, model: Maest | EffNet, device: str | torch.device | None = None, batch_size: int = 8,
+    def __init__(self, model: torch.nn.Module, device: str | torch.device | None = None, batch_size: int = 8,
                  chunk_seconds: int = 60, precision: str | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -95,18 +96,18 @@ class MaestPipeline:
         self.precision_reason: str = choice.reason  # "asked", or why auto chose it (summary lines say it)
         self.model = model = model.eval().to(self.device)
         self.config: MaestConfig = model.config
-        self.is_effnet = isinstance(model, EffNet)
+        self.family: ModelFamily = family_of(model)
         # Shortest input the model takes: one patch for MAEST; EffNet pools any size, 16 for symmetry.
-        self.min_frames = 16 if self.is_effnet else self.config.patch_size
+        self.min_frames = self.family.min_frames(self.config)
         # The file decoder (picklable: extraction hands it to worker processes); its frontend is ours.
         self.decoder = TrackMel(self.config.norm_mean, self.config.norm_std, self.min_frames, chunk_seconds)
         self.frontend = self.decoder.frontend
         self.batch_size = batch_size
-        self.labels = model_labels(self.config)
+        self.labels = self.family.labels(self.config)
         # The weights' identity (maest.checkpoints.fingerprint): output folders and heads check it.
         self.fingerprint: str = weights_fingerprint(self.model)
         # What the batches run: under bf16/fp16, a copy with the matmul weights cast once (maest.precision).
-        self._matmul_model = model if self.is_effnet else matmul_weights_cast(model, self.precision)
+        self._matmul_model = matmul_weights_cast(model, self.precision) if self.family.casts_weights else model
 
     @property
     def chunk_seconds(self) -> int:
@@ -128,18 +129,7 @@ class MaestPipeline:
 
     def check_options(self, options: EmbedOptions) -> None:
         """Fail before any decoding when the options do not fit this model."""
-        if self.is_effnet:
-            if options.patchout_time != 1 or options.patchout_freq:
-                raise ValueError("inference patchout applies to MAEST models only, not to EffNet")
-            return
-        depth = self.config.depth
-        resolve_blocks(options.blocks, depth)  # BlocksError: says what to pass
-        rows = self.config.conv_freq_rows()
-        bad = [r for r in options.patchout_freq if not -rows <= r < rows]
-        if bad:
-            raise ValueError(f"patchout_freq rows {bad} out of range: the model has {rows} frequency rows (0..{rows - 1})")
-        if len({r % rows for r in options.patchout_freq}) >= rows:
-            raise ValueError("patchout_freq drops every frequency row")
+        self.family.check_options(self.config, options.blocks, options.patchout_time, options.patchout_freq)
 
     # -- audio -> mel -----------------------------------------------------------------------
     def mel(self, audio: str | os.PathLike | np.ndarray, sample_rate: int = frontend.SAMPLE_RATE,
@@ -174,7 +164,7 @@ class MaestPipeline:
     def resolved(self, options: EmbedOptions) -> EmbedOptions:
         """``options`` checked, with ``blocks="auto"`` made the block it means for this model (what outputs record)."""
         self.check_options(options)
-        return dataclasses.replace(options, blocks=resolve_blocks(options.blocks, None if self.is_effnet else self.config.depth))
+        return dataclasses.replace(options, blocks=resolve_blocks(options.blocks, self.family.depth(self.config)))
 
     def embedder(self, options: EmbedOptions) -> RunBatch:
         """Segments -> embeddings: ``options.tokens`` pooled after ``options.blocks`` blocks (early exit)."""
@@ -190,11 +180,7 @@ class MaestPipeline:
 
         Output ``(batch, len(blocks) * 3 * width)``: block-major, then the tokens in :data:`TOKEN_NAMES` order.
         """
-        if self.is_effnet:
-            raise ValueError("per-block features apply to MAEST models only, not to EffNet")
-        depth = self.config.depth
-        if not blocks or any(not 0 <= b <= depth for b in blocks):
-            raise ValueError(f"blocks must be in 0..{depth}, got {list(blocks)}")
+        self.family.check_block_features(self.config, blocks)
         self.check_options(options)
         return functools.partial(self._block_batch, sorted(set(int(b) for b in blocks)), options)
 
@@ -215,31 +201,23 @@ class MaestPipeline:
     def _embed_batch(self, options: EmbedOptions, mel: torch.Tensor) -> np.ndarray:
         mel = self._to_device(mel)
         with torch.inference_mode(), self.autocast():
-            if self.is_effnet:
-                out = self._matmul_model.forward_features(mel)
-            else:
-                tokens = self._matmul_model.forward_features(mel, options.blocks, options.patchout_time,
-                                                             options.patchout_freq)
-                out = pool_tokens(tokens, options.tokens)
+            out = self.family.embed(self._matmul_model, mel, options.blocks, options.tokens, options.patchout_time,
+                                    options.patchout_freq)
         return out.float().cpu().numpy()
 
     def _tag_batch(self, options: EmbedOptions, mel: torch.Tensor) -> np.ndarray:
         mel = self._to_device(mel)
         with torch.inference_mode(), self.autocast():
-            if self.is_effnet:
-                out = torch.sigmoid(self.model(mel).float())
-            else:
-                tokens = self._matmul_model.forward_features(mel, None, options.patchout_time, options.patchout_freq)
-                out = torch.sigmoid(self._matmul_model.head(self._matmul_model.head_features(tokens)).float())
+            out = torch.sigmoid(self.family.logits(self._matmul_model, mel, options.patchout_time,
+                                                   options.patchout_freq).float())
         return out.float().cpu().numpy()
 
     def _block_batch(self, blocks: list[int], options: EmbedOptions, mel: torch.Tensor) -> np.ndarray:
         mel = self._to_device(mel)
         with torch.inference_mode(), self.autocast():
-            tokens = self._matmul_model.forward_intermediates(mel, blocks, options.patchout_time,
-                                                              options.patchout_freq)
-            pooled = [pool_tokens(x, TOKEN_NAMES).float() for x in tokens]
-        return torch.stack(pooled, dim=1).flatten(1).cpu().numpy()
+            pooled = self.family.block_features(self._matmul_model, mel, blocks, options.patchout_time,
+                                                options.patchout_freq)
+        return pooled.flatten(1).cpu().numpy()
 
     def _to_device(self, mel: torch.Tensor) -> torch.Tensor:
         """The batch on the model's device; on CUDA through pinned memory, so the copy overlaps compute."""
@@ -308,37 +286,15 @@ class MaestPipeline:
 
     def tag(self, audio: str | os.PathLike | np.ndarray, top_k: int | None = 5, overlap: float = 0.5,
             crop: str | None = None, sample_rate: int = frontend.SAMPLE_RATE,
-            segments: str = "maest", head: Any = None,
-            resampler: str | None = None) -> list[tuple[str, float]] | list[tuple[str, float, bool]]:
+            segments: str = "maest", resampler: str | None = None) -> list[tuple[str, float]]:
         """The ``top_k`` labels (all when None) with their probabilities, most probable first.
 
-        ``head`` (a :class:`maest.heads.Head` or its folder): the head's labels instead of the
-        model's, as ``(label, probability, on)`` with on/off by the head's decision rule; the track is
-        embedded with the head's recorded spec: ``overlap``/``crop``/``segments`` other than their
-        defaults are refused (as ``maest tag --head`` refuses them), a ``resampler`` other than the
-        head's too.
+        An own-label head's tags: :func:`maest.heads.tag_with_head`; the tag timeline figure:
+        :func:`maest.plots.plot_tags` (both build on this pipeline, which imports neither).
         """
-        if head is not None:
-            from maest.heads import tag_with_head
-            from maest.heads.tag import check_head_options
-
-            check_head_options(overlap, crop, segments)
-            tags = tag_with_head(self, audio, head, sample_rate, resampler)
-            return tags[:top_k] if top_k is not None else tags
         return top_labels(self.predict(audio, overlap, crop, sample_rate, segments=segments, resampler=resampler),
                           self.labels, top_k)
 
-
-    def plot_tags(self, audio: str | os.PathLike, top_k: int = 10, head: Any = None):
-        """A matplotlib figure of the track's tag timeline: the top labels (the model's, or ``head``'s)
-        over its segments, with the track-level bars (:func:`maest.plots.plot_tags`; needs matplotlib)."""
-        from maest import plots
-
-        if head is not None and not hasattr(head, "predict"):  # a head folder
-            from maest.heads import load_head
-
-            head = load_head(head)
-        return plots.plot_tags(self, audio, top_k, head)
 
 def top_labels(probabilities: np.ndarray, labels: Sequence[str], top_k: int | None = 5) -> list[tuple[str, float]]:
     """``(label, probability)`` pairs sorted by probability (stable for ties), at most ``top_k``."""
@@ -348,17 +304,6 @@ def top_labels(probabilities: np.ndarray, labels: Sequence[str], top_k: int | No
     if top_k is not None:
         order = order[:top_k]
     return [(labels[i], float(probabilities[i])) for i in order]
-
-
-def model_labels(config: MaestConfig) -> list[str]:
-    """Label names: the checkpoint's own, else the shipped Discogs list of that size, else ``class_i``."""
-    if config.labels:
-        if len(config.labels) != config.num_classes:
-            raise ValueError(f"config has {len(config.labels)} labels for {config.num_classes} classes")
-        return list(config.labels)
-    if config.num_classes in (400, 519):
-        return list(discogs_labels(config.num_classes))
-    return [f"class_{i}" for i in range(config.num_classes)]
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -386,12 +331,7 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return resolved
 
 
-def default_device() -> torch.device:
-    """CUDA if available, else the CPU."""
-    return resolve_device(None)
-
-
-def load_model(name_or_path: str | os.PathLike | Maest | EffNet, device: str | torch.device | None = None,
+def load_model(name_or_path: str | os.PathLike | torch.nn.Module, device: str | torch.device | None = None,
                batch_size: int = 8, precision: str | None = None) -> MaestPipeline:
     """A :class:`MaestPipeline` for a registry name, hub id or local checkpoint (``device=None``: CUDA if available).
 
@@ -400,8 +340,8 @@ def load_model(name_or_path: str | os.PathLike | Maest | EffNet, device: str | t
     The device and precision are checked before any checkpoint is read or downloaded.
     """
     device = resolve_device(device)
-    resolve_precision(precision, device)
-    if isinstance(name_or_path, (Maest, EffNet)):
+    resolve_precision(precision, device)  # fails before any checkpoint is read; auto is chosen by the pipeline
+    if isinstance(name_or_path, torch.nn.Module):  # a network of a maest.family family
         return MaestPipeline(name_or_path, device, batch_size, precision=precision)
     from maest.checkpoints import load_checkpoint
 

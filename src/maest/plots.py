@@ -19,7 +19,7 @@ from maest.atomic import atomic_write
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from maest.app.protocols import LabelHead
+    from maest.protocols import LabelHead
     from maest.inference import MaestPipeline
 
 MapMethod = Literal["auto", "umap", "pca", "tsne"]
@@ -274,11 +274,9 @@ def head_top_labels(head: "LabelHead", embeddings: np.ndarray) -> list[str]:
 
 
 def embedding_blocks(pipeline: "MaestPipeline") -> int | None:
-    """Blocks of the default embedding (:func:`maest.blocks.auto_blocks`: block 7, or the last block of a
-    shallower model; None: EffNet)."""
-    from maest.blocks import auto_blocks
-
-    return None if pipeline.is_effnet else auto_blocks(pipeline.config.depth)
+    """Blocks of the default embedding (:mod:`maest.blocks` "auto": block 7, or the last block of a shallower
+    model; None: EffNet)."""
+    return pipeline.family.default_blocks(pipeline.config)
 
 
 def segment_probabilities(
@@ -290,7 +288,7 @@ def segment_probabilities(
     Without a head: the model's sigmoid outputs per segment (their mean is ``pipeline.predict``).
     With a head: the head's probabilities of each segment's block-7 cls+dist+avg embedding.
     """
-    from maest.app.protocols import head_embed_options
+    from maest.protocols import head_embed_options
     from maest.inference import EmbedOptions
 
     if head is None:

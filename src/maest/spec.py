@@ -26,7 +26,6 @@ PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 RESAMPLERS: tuple[str, ...] = ("essentia", "soxr")  # maest.resample.RESAMPLERS, spelled here without torch
 DEFAULT_RESAMPLER = "essentia"  # the resampler of a spec that names none (the published models' training input)
 DEFAULT_SEGMENTS = "maest"
-FAMILIES: tuple[str, ...] = ("maest", "effnet")
 
 # What a settings file written before a field existed was made with (``None``: unknown, not compared).
 _HISTORIC = {"segments": "maest", "precision": "fp32", "resampler": DEFAULT_RESAMPLER, "weights": None, "family": None}
@@ -91,8 +90,9 @@ class EmbeddingSpec(EmbedOptions):
             raise SpecError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.resampler not in RESAMPLERS:
             raise SpecError(f"resampler must be one of {', '.join(RESAMPLERS)}, got {self.resampler!r}")
-        if self.family is not None and self.family not in FAMILIES:
-            raise SpecError(f"family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
+        # family: a maest.family.FAMILIES name (not checked here: this module stays free of torch).
+        if self.family is not None and (not isinstance(self.family, str) or not self.family):
+            raise SpecError(f"family must be a model family's name, got {self.family!r}")
 
     # -- building ---------------------------------------------------------------------------------
     @classmethod
@@ -102,7 +102,7 @@ class EmbeddingSpec(EmbedOptions):
         options.setdefault("precision", pipeline.precision)
         if options.get("resampler") is None:
             options["resampler"] = DEFAULT_RESAMPLER
-        family = "effnet" if getattr(pipeline, "is_effnet", False) else "maest"
+        family = pipeline.family.name
         spec = cls(weights=pipeline.fingerprint, family=family, **options)
         if spec.precision != pipeline.precision:
             raise SpecMismatchError(f"the pipeline given runs at {pipeline.precision}, not {spec.precision}: "

@@ -121,8 +121,9 @@ def test_unknown_type_and_newer_version_are_refused(tmp_path):
 
 
 def test_old_import_paths_still_work():
+    from maest import effnet
     from maest.checkpoints.native import CheckpointError as native_error
-    from maest.effnet import EffNetCheckpointError as old_error, load_effnet as old_load, save_effnet as old_save
 
-    assert native_error is CheckpointError and old_error is EffNetCheckpointError
-    assert old_load is load_effnet and old_save is save_effnet
+    assert native_error is CheckpointError
+    # The 0.1-era lazy aliases on maest.effnet are gone: saving and loading live in maest.checkpoints.
+    assert not hasattr(effnet, "load_effnet") and not hasattr(effnet, "save_effnet")

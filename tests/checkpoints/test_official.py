@@ -7,7 +7,8 @@ import torch
 
 from maest.checkpoints import CheckpointError, load_checkpoint
 from maest.checkpoints.official import infer_config, load_official, save_official, select_network, to_official
-from maest.configs import architecture, for_segment, MaestConfig
+from maest.configs import for_segment, MaestConfig
+from maest.registry import architecture
 from maest.model import Maest
 
 

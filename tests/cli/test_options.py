@@ -16,7 +16,7 @@ import maest
 from eval_data import tiny_model
 from maest.cli import app
 from maest.cli.options import split_token_stacks
-from maest.configs import PUBLISHED
+from maest.registry import PUBLISHED
 from maest.model import parse_tokens
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")

@@ -123,7 +123,7 @@ def test_resumed_run_ends_with_the_same_weights(demo, tmp_path):
 
 
 def test_effnet_baseline_trains_with_the_same_pipeline(demo, tmp_path):
-    from maest.effnet import load_effnet
+    from maest.checkpoints import load_effnet
 
     config = load_config(CONFIGS / "effnet-b0.yaml", [
         f"data.root={demo}", f"trainer.output_dir={tmp_path}", "trainer.progress_bar=false", "trainer.devices=1",

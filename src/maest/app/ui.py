@@ -99,7 +99,7 @@ def build_app(pipeline: "MaestPipeline", index: TrackIndex | None = None, head: 
             head_table = gr.Dataframe(headers=HEAD_HEADERS, label="Your head's labels (on: above its threshold)",
                                       interactive=False, visible=head is not None, elem_id="head-table")
             blocks = embedding_blocks(pipeline)
-            spec = f"block {blocks}, cls+dist+avg" if blocks else "EffNet penultimate layer"
+            spec = pipeline.family.describe_embedding(blocks, ("cls", "dist", "avg"))
             embedding = gr.File(label=f"Embedding (.npy, {spec})", interactive=False,
                                 elem_id="embedding")
             outputs = [status, styles, style_table, timeline, head_table, embedding]

@@ -28,13 +28,14 @@ def export_command(
     """Convert MAEST weights to another format (maest native, Hugging Face AST, original MAEST, ONNX)."""
     from maest import checkpoints
     from maest.checkpoints.export import EXPORT_TARGETS
-    from maest.model import Maest, parse_tokens
+    from maest.family import family_of
+    from maest.model import parse_tokens
 
     if to not in EXPORT_TARGETS:
         fail(f"--to must be native, hf, official or onnx, got {to!r}")
     try:
         net = checkpoints.load_checkpoint(model, swa=swa)
-        if not isinstance(net, Maest):
+        if not family_of(net).converts:
             fail(f"{model} is not a MAEST transformer; only MAEST weights convert to other formats")
         onnx_options = {"graph": graph, "blocks": blocks, "tokens": parse_tokens(tokens)} if to == "onnx" else {}
         written = checkpoints.export(net, output, to=to, **onnx_options)

@@ -68,7 +68,7 @@ EmbeddingSpec = HeadSpec  # the name maest.heads exported before maest.spec exis
 def spec_for(pipeline: Any, spec: _Spec, source: str | None = None, dim: int | None = None) -> HeadSpec:
     """The head spec of ``pipeline``'s embeddings made with ``spec`` (``dim`` measured by the caller when known)."""
     if dim is None:
-        dim = 1280 if getattr(pipeline, "is_effnet", False) else pipeline.config.width * len(spec.tokens)
+        dim = pipeline.family.embedding_dim(pipeline.config, spec.tokens)
     name = str(getattr(pipeline.config, "name", type(pipeline.model).__name__))
     return HeadSpec(**{f.name: getattr(spec, f.name) for f in dataclasses.fields(_Spec)},
                     model_name=name, dim=int(dim), model_source=source)
@@ -116,6 +116,6 @@ def check_spec(expected: HeadSpec, other: Any) -> None:
             f"this head was fitted on {expected.describe()}; the loaded model runs at {precision} "
             f"(differs in: precision ({expected.precision} vs {precision})). Load it with precision "
             f"{expected.precision} (--precision {expected.precision}) or fit a head at {precision}")
-    if not getattr(other, "is_effnet", False) and expected.blocks is not None and expected.blocks > other.config.depth:
-        raise HeadMismatchError(f"this head needs block {expected.blocks}; the loaded model has {other.config.depth}")
-
+    depth = other.family.depth(other.config)  # None: blocks do not apply to this family
+    if depth is not None and expected.blocks is not None and expected.blocks > depth:
+        raise HeadMismatchError(f"this head needs block {expected.blocks}; the loaded model has {depth}")

@@ -249,7 +249,7 @@ def _check_teacher(model: ModelConfig) -> None:
         return
     if model.type != "maest":
         raise ConfigError(f"model.teacher needs a MAEST student (its dist token); model.type is {model.type!r}")
-    from maest.configs import PUBLISHED
+    from maest.registry import PUBLISHED
 
     if model.teacher not in PUBLISHED and not (model.teacher and Path(model.teacher).exists()):
         raise ConfigError(f"model.teacher: no checkpoint at {model.teacher!r}; give a path to a trained model "

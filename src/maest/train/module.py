@@ -13,6 +13,7 @@ from torch import nn
 
 from maest.train.augment import SpecAugment, mixup
 from maest.train.config import ConfigError, TrainConfig
+from maest.family import family_of
 from maest.metrics import macro_scores
 from maest.train.schedule import schedule_for
 from maest.train.swa import averaged_copy, swa_due, update_average
@@ -55,8 +56,7 @@ class MaestTraining(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Store the network's architecture (plain values) so ``--model last.ckpt`` rebuilds it exactly:
         heads, labels and normalisation cannot be read from tensor shapes."""
-        kind = "maest" if hasattr(self.net, "head_dist") else "effnet"
-        checkpoint[NETWORK_KEY] = {"type": kind, "config": self.net.config.to_dict()}
+        checkpoint[NETWORK_KEY] = {"type": family_of(self.net).name, "config": self.net.config.to_dict()}
 
     @property
     def swa_started(self) -> bool:

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from maest.configs import SEGMENT_FRAMES, MaestConfig, for_segment
-from maest.effnet import EffNet, EffNetConfig, load_effnet
+from maest.checkpoints.effnet import load_effnet
+from maest.effnet import EffNet, EffNetConfig
 from maest.model import Maest
 from maest.train.config import ConfigError, TrainConfig
 

@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from maest.effnet import EffNet
+from maest.family import family_of
 from maest.train.config import ConfigError, TrainConfig, save_config
 from maest.train.data import MelDataModule
 from maest.train.module import MaestTraining
@@ -32,8 +32,7 @@ EXPORT_NAMES = {"main": "model", "last": "model-last"}
 
 def export_path(run_dir: Path, which: str, net: torch.nn.Module) -> Path:
     """Where ``which`` weights of a run are exported: a native folder (MAEST) or a .safetensors (EffNet)."""
-    name = EXPORT_NAMES[which]
-    return run_dir / (f"{name}.safetensors" if isinstance(net, EffNet) else name)
+    return run_dir / (EXPORT_NAMES[which] + family_of(net).export_suffix)
 
 
 def export_weights(module: MaestTraining, run_dir: Path) -> dict[str, Path]:

@@ -14,7 +14,7 @@ from torch import nn
 
 from maest import frontend
 from maest.segments import gather_segments, segment_starts
-from maest.train.data import MelCrops
+from maest.train.crops import MelCrops
 
 OVERLAP = 0.5  # half-overlapping segments, as in the paper and maest.inference
 MIN_FRAMES = 16  # one patch: shorter tracks are padded with silence, as inference does
