@@ -41,7 +41,7 @@ RUNS = ("local", "ray", "ray-1-thread")
 def build_model(seed: int = 0):
     import torch
 
-    from maest.configs import architecture
+    from maest.registry import architecture
     from maest.model import Maest
 
     torch.manual_seed(seed)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from maest.heads import tag_with_head
 from maest.inference import load_model
 
 fixtures, out = Path(sys.argv[1]), Path(sys.argv[2])
@@ -21,6 +22,6 @@ wave, rate = sf.read(fixtures / "clips" / "temple_8s_48k_stereo.flac", dtype="fl
 np.save(out / "embed_wave.npy", p.embed(wave.mean(axis=1), sample_rate=rate, patchout_time=2, blocks=2))
 np.save(out / "predict.npy", p.predict(clip, crop="center"))
 (out / "tag.json").write_text(json.dumps(p.tag(clip, top_k=None)))
-(out / "tag_head.json").write_text(json.dumps(p.tag(clip, head=out.parent / "head")))
+(out / "tag_head.json").write_text(json.dumps(tag_with_head(p, clip, out.parent / "head")[:5]))
 fx = load_model(fixtures / "effnet", device="cpu")
 np.save(out / "effnet_embed.npy", fx.embed(clip))

@@ -35,7 +35,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from maest.configs import architecture
+from maest.registry import architecture
 from maest.inference import load_model
 from maest.model import Maest, pool_tokens
 from maest.precision import CPU_BF16_FLAGS, auto_precision, cpu_flags, describe, matmul_weights_cast

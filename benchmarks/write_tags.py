@@ -35,7 +35,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "write_tags.md"
 def build_pipeline():
     import torch
 
-    from maest.configs import architecture
+    from maest.registry import architecture
     from maest.inference import MaestPipeline
     from maest.model import Maest
 

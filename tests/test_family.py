@@ -81,7 +81,7 @@ def test_effnet_family_refuses_what_does_not_apply(effnet_pipeline):
     with pytest.raises(FamilyError, match="per-block features apply to MAEST models only, not to EffNet"):
         effnet_pipeline.block_features([1], EmbedOptions())
     # the head spec takes the embedding width from the family (the pipeline's real output)
-    assert spec_for(effnet_pipeline, None, ("cls", "dist", "avg")).dim == effnet_pipeline.embed(tone(0.5)).shape[0]
+    assert spec_for(effnet_pipeline, effnet_pipeline.spec()).dim == effnet_pipeline.embed(tone(0.5)).shape[0]
 
 
 # -- a third family, added only through maest.family's table ------------------------------------
@@ -149,7 +149,7 @@ def test_a_third_family_runs_through_the_pipeline_heads_and_checkpoints(monkeypa
     np.testing.assert_allclose(embeddings[0], mel[:, :100].mean(-1).numpy(), rtol=1e-6)
     tags = pipeline.tag(tone(), top_k=None)
     assert sorted(label for label, _ in tags) == LABELS
-    assert spec_for(pipeline, None, ("cls",)).dim == 96
+    assert spec_for(pipeline, pipeline.spec(tokens=("cls",))).dim == 96
     # the native format records and reads the family's name with no change to maest.checkpoints
     path = save_native(net, tmp_path / "band.safetensors")
     loaded = load_checkpoint(path)

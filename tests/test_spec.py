@@ -17,7 +17,9 @@ from maest.configs import MaestConfig
 from maest.evaluate.features import FeatureCacheError, extract_features
 from maest.extraction import SettingsMismatchError, extract
 from maest.extraction.embed_cache import embed_tracks
+from maest.heads import tag_with_head
 from maest.heads.head import head_from_parts
+from maest.heads.tag import check_head_options
 from maest.heads.spec import HeadMismatchError, spec_for
 from maest.inference import load_model
 from maest.model import Maest
@@ -195,7 +197,7 @@ def test_head_json_records_the_spec_and_refuses_another_by_field(head_dir, pipel
 def test_tag_with_a_head_refuses_segment_options_in_the_api_and_the_cli(head_dir, tiny, pipeline, option, value):
     clip = tiny["music"] / "t0.wav"
     with pytest.raises(HeadMismatchError, match="do not apply"):
-        pipeline.tag(clip, head=head_dir, **{option: value})
+        check_head_options(**{option: value})  # what tag_with_head's callers (CLI, library, app) run first
     result = CliRunner().invoke(app, ["tag", str(clip), "--head", str(head_dir), "--device", "cpu",
                                       f"--{option}", str(value)])
     assert result.exit_code == 1 and "do not apply" in result.output
@@ -203,15 +205,15 @@ def test_tag_with_a_head_refuses_segment_options_in_the_api_and_the_cli(head_dir
 
 def test_tag_with_a_head_honours_its_spec_and_refuses_another_resampler_or_precision(head_dir, tiny, pipeline):
     clip = tiny["music"] / "t0.wav"
-    api = pipeline.tag(clip, head=head_dir, top_k=None)
+    api = tag_with_head(pipeline, clip, head_dir)
     cli = CliRunner().invoke(app, ["tag", str(clip), "--head", str(head_dir), "--device", "cpu", "--format", "json"])
     assert cli.exit_code == 0, cli.output
     line = json.loads(next(text for text in cli.output.splitlines() if text.startswith("{")))  # stderr: summary
     assert [(t["label"], round(t["probability"], 6), t["on"]) for t in line["tags"]] == [
         (label, round(p, 6), on) for label, p, on in api]
-    assert pipeline.tag(clip, head=head_dir, resampler="essentia") == api[:5]
+    assert tag_with_head(pipeline, clip, head_dir, resampler="essentia") == api
     with pytest.raises(HeadMismatchError, match=r"resampler \(essentia vs soxr\)"):
-        pipeline.tag(clip, head=head_dir, resampler="soxr")
+        tag_with_head(pipeline, clip, head_dir, resampler="soxr")
     for flags, field in ((["--resampler", "soxr"], "resampler"), (["--precision", "bf16"], "precision")):
         result = CliRunner().invoke(app, ["tag", str(clip), "--head", str(head_dir), "--device", "cpu", *flags])
         assert result.exit_code == 1 and f"{field} (" in result.output, result.output

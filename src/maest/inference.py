@@ -129,7 +129,8 @@ class MaestPipeline:
 
     def check_options(self, options: EmbedOptions) -> None:
         """Fail before any decoding when the options do not fit this model."""
-        self.family.check_options(self.config, options.blocks, options.patchout_time, options.patchout_freq)
+        blocks = resolve_blocks(options.blocks, self.family.depth(self.config))  # BlocksError: says what to pass
+        self.family.check_options(self.config, blocks, options.patchout_time, options.patchout_freq)
 
     # -- audio -> mel -----------------------------------------------------------------------
     def mel(self, audio: str | os.PathLike | np.ndarray, sample_rate: int = frontend.SAMPLE_RATE,
