@@ -85,19 +85,24 @@ class TrackAnalyzer:
         return labels
 
     def _options(self) -> tuple[Any, Any]:
-        from maest.inference import EmbedOptions
-
-        tag = EmbedOptions(blocks=None, overlap=self.settings.overlap)
+        """The tagging and embedding specs (a head's own, resampler included), checked against the model."""
+        pipeline = self.pipeline
         if self.head is not None:
-            return tag, EmbedOptions(**self.head.spec.embed_kwargs())
-        return tag, EmbedOptions(blocks=self.settings.blocks, tokens=self.settings.tokens, overlap=self.settings.overlap)
+            from maest.heads.spec import run_spec
+
+            embed = run_spec(self.head.spec)
+        else:
+            embed = pipeline.spec(blocks=self.settings.blocks, tokens=self.settings.tokens,
+                                  overlap=self.settings.overlap)
+        tag = pipeline.spec(blocks=None, overlap=self.settings.overlap, resampler=embed.resampler)
+        return tag, embed
 
     def compute(self, path: str) -> CachedTrack:
         """Decode ``path`` once, run the tagger and the embedder, cache and return the results."""
         pipeline = self.pipeline
         stat = TrackCache.stat(path)
-        mel, duration = pipeline.mel(path)
         tag_options, embed_options = self._options()
+        mel, duration = pipeline.mel(path, resampler=embed_options.resampler)
         (_, tagged), = pipeline.run_tracks([(0, mel, duration)], "tag", tag_options)
         (_, embedded), = pipeline.run_tracks([(0, mel, duration)], "embed", embed_options)
         self.cache.save_labels(pipeline.labels)
