@@ -9,15 +9,12 @@ import typer
 
 from maest.cli.options import (
     DEFAULT_MODEL,
-    AudioRootOpt,
     BatchSizeOpt,
     BlocksOpt,
     ConcurrencyOpt,
-    DatasetArg,
     DecodeWorkersOpt,
     DeviceOpt,
     EngineOpt,
-    MetadataOpt,
     ModelOpt,
     OldProbeWorkersOpt,
     OverlapOpt,
@@ -38,15 +35,13 @@ from maest.cli.options import (
     split_list,
     split_token_stacks,
 )
-from maest.cli.groups import ProbeOptions, RunOptions, expand_groups
+from maest.cli.groups import EvalData, ProbeOptions, RunOptions, expand_groups
 
 
 @expand_groups
 def eval_command(
     ctx: typer.Context,
-    dataset: DatasetArg,
-    metadata: MetadataOpt,
-    audio_root: AudioRootOpt,
+    data: EvalData,
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Results (results.md, results.json), cached "
                                              "embeddings and probe runs; a rerun resumes.")],
     model: ModelOpt = DEFAULT_MODEL,
@@ -90,13 +85,14 @@ def eval_command(
     runner = engine_for(ctx, engine, decode_workers=decode_workers, ray_address=ray_address, concurrency=concurrency)
     try:
         result = run_eval(
-            dataset, metadata, audio_root, model, output_dir, protocol=protocol, grid=grid, blocks=blocks,
+            data.dataset, data.metadata, data.audio_root, model, output_dir, protocol=protocol, grid=grid,
+            blocks=blocks,
             tokens=parse_tokens(tokens) if tokens else None, patchout_time=patchout_time,
             patchout_freq=split_list(patchout_freq, int), overlap=overlap, segments=probe.segments, device=device,
             batch_size=batch_size,
             decode_workers=decode_workers, probe_workers=probe_workers, probe_device=probe_device,
             allow_missing=probe.allow_missing, seed=seed,
-            dataset_options=probe.dataset_options(dataset),
+            dataset_options=probe.dataset_options(data.dataset),
             probe_overrides=probe.overrides(), progress=progress,
             precision=precision, resampler=resampler, engine=runner,
         )
@@ -129,9 +125,7 @@ def _block_range(text: str) -> list[int]:
 @expand_groups
 def experiment_blocks_command(
     ctx: typer.Context,
-    dataset: DatasetArg,
-    metadata: MetadataOpt,
-    audio_root: AudioRootOpt,
+    data: EvalData,
     output_dir: Annotated[Path, typer.Option(
         "--output-dir", "-o", help="blocks.png, blocks.csv, blocks.md, cached features; a rerun resumes.")],
     model: ModelOpt = DEFAULT_MODEL,
@@ -153,7 +147,7 @@ def experiment_blocks_command(
         rows = blocks_experiment(
             model=model, output_dir=output_dir, blocks=block_list, token_stacks=split_token_stacks(tokens),
             protocol=protocol, device=device, batch_size=batch_size, workers=probe_workers,
-            **probe.experiment_keywords(dataset, metadata, audio_root), **run.keywords(),
+            **probe.experiment_keywords(data), **run.keywords(),
         )
     except (OSError, ValueError, RuntimeError) as error:
         fail(f"{type(error).__name__}: {error}")
@@ -164,9 +158,7 @@ def experiment_blocks_command(
 @expand_groups
 def experiment_patchout_command(
     ctx: typer.Context,
-    dataset: DatasetArg,
-    metadata: MetadataOpt,
-    audio_root: AudioRootOpt,
+    data: EvalData,
     output_dir: Annotated[Path, typer.Option(
         "--output-dir", "-o", help="patchout.png, patchout.csv, patchout.md, cached features; a rerun resumes.")],
     model: ModelOpt = DEFAULT_MODEL,
@@ -195,7 +187,7 @@ def experiment_patchout_command(
             model=model, output_dir=output_dir, time_patchout=split_list(time_patchout, int),
             freq_patchout=split_list(freq_patchout, int), cross=cross, block=block, tokens=tokens, protocol=protocol,
             device=device, batch_size=batch_size, workers=probe_workers,
-            **probe.experiment_keywords(dataset, metadata, audio_root), **run.keywords(),
+            **probe.experiment_keywords(data), **run.keywords(),
         )
     except (OSError, ValueError, RuntimeError) as error:
         fail(f"{type(error).__name__}: {error}")
@@ -206,9 +198,7 @@ def experiment_patchout_command(
 @expand_groups
 def experiment_compare_command(
     ctx: typer.Context,
-    dataset: DatasetArg,
-    metadata: MetadataOpt,
-    audio_root: AudioRootOpt,
+    data: EvalData,
     models: Annotated[list[str], typer.Option(
         "--model", "-m", help="A checkpoint to compare (repeat the option for each).")],
     output_dir: Annotated[Path, typer.Option(
@@ -231,7 +221,7 @@ def experiment_compare_command(
         rows = compare_experiment(
             models=models, output_dir=output_dir, protocol=protocol, blocks=blocks,
             tokens=parse_tokens(tokens) if tokens else None, device=device, batch_size=batch_size,
-            probe_workers=probe_workers, **probe.experiment_keywords(dataset, metadata, audio_root), **run.keywords(),
+            probe_workers=probe_workers, **probe.experiment_keywords(data), **run.keywords(),
         )
     except (OSError, ValueError, RuntimeError) as error:
         fail(f"{type(error).__name__}: {error}")

@@ -12,15 +12,17 @@ import dataclasses
 import functools
 import inspect
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, get_type_hints
 
 from maest.cli.options import (
     AllowMissingOpt,
+    AudioRootOpt,
+    DatasetArg,
     DropoutOpt,
     EpochsOpt,
     LowQualityOpt,
     MaxLrOpt,
+    MetadataOpt,
     OldProbeWorkersOpt,
     PrecisionOpt,
     ProbeBatchOpt,
@@ -32,6 +34,15 @@ from maest.cli.options import (
     WarmupOpt,
     require,
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalData:
+    """The dataset an evaluation command reads: its name, split files and audio folder."""
+
+    dataset: DatasetArg
+    metadata: MetadataOpt
+    audio_root: AudioRootOpt
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,12 +68,12 @@ class ProbeOptions:
                   "warmup_epochs": self.warmup}
         return {k: v for k, v in values.items() if v is not None}
 
-    def experiment_keywords(self, dataset: str, metadata: Path, audio_root: Path) -> dict:
+    def experiment_keywords(self, data: EvalData) -> dict:
         """The keywords every experiment function takes from these options and the dataset."""
         require("eval", "sklearn", "matplotlib")
-        return {"dataset": dataset, "metadata": metadata, "audio_root": audio_root, "segments": self.segments,
-                "allow_missing": self.allow_missing, "dataset_options": self.dataset_options(dataset),
-                "probe_overrides": self.overrides()}
+        return {"dataset": data.dataset, "metadata": data.metadata, "audio_root": data.audio_root,
+                "segments": self.segments, "allow_missing": self.allow_missing,
+                "dataset_options": self.dataset_options(data.dataset), "probe_overrides": self.overrides()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +93,7 @@ class RunOptions:
                 "resampler": self.resampler}
 
 
-GROUPS = (ProbeOptions, RunOptions)
+GROUPS = (EvalData, ProbeOptions, RunOptions)
 
 
 def expand_groups(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -97,8 +108,9 @@ def expand_groups(command: Callable[..., Any]) -> Callable[..., Any]:
             continue
         groups[parameter.name] = group
         group_hints = get_type_hints(group, include_extras=True)
-        parameters += [inspect.Parameter(field.name, parameter.kind, default=field.default,
-                                         annotation=group_hints[field.name]) for field in dataclasses.fields(group)]
+        parameters += [inspect.Parameter(field.name, parameter.kind, annotation=group_hints[field.name],
+                                         default=inspect.Parameter.empty if field.default is dataclasses.MISSING
+                                         else field.default) for field in dataclasses.fields(group)]
 
     @functools.wraps(command)
     def grouped(**values: Any) -> Any:
