@@ -11,10 +11,8 @@ from maest.cli.options import (
     DEFAULT_MODEL,
     BatchSizeOpt,
     BlocksOpt,
-    ConcurrencyOpt,
     DecodeWorkersOpt,
     DeviceOpt,
-    EngineOpt,
     ModelOpt,
     OldProbeWorkersOpt,
     OverlapOpt,
@@ -25,7 +23,6 @@ from maest.cli.options import (
     ProbeWorkersOpt,
     ProgressOpt,
     ProtocolOpt,
-    RayAddressOpt,
     SeedOpt,
     TokensOpt,
     TokenStacksOpt,
@@ -35,7 +32,7 @@ from maest.cli.options import (
     split_list,
     split_token_stacks,
 )
-from maest.cli.groups import EvalData, ProbeOptions, RunOptions, expand_groups
+from maest.cli.groups import EngineOptions, EvalData, ProbeOptions, RunOptions, expand_groups
 
 
 @expand_groups
@@ -65,9 +62,7 @@ def eval_command(
     progress: ProgressOpt = True,
     precision: PrecisionOpt = None,
     resampler: ResamplerOpt = None,
-    engine: EngineOpt = "local",
-    ray_address: RayAddressOpt = None,
-    concurrency: ConcurrencyOpt = 1,
+    compute: EngineOptions = EngineOptions(),
 ) -> None:
     """Embed a dataset's tracks, train the MLP probe, report test ROC-AUC and mAP (Markdown + JSON).
 
@@ -79,10 +74,8 @@ def eval_command(
     from maest.evaluate.runner import run_eval
     from maest.model import parse_tokens
 
-    from maest.cli.engine import engine_for
-
     probe_workers = renamed_workers(ctx, workers, probe_workers, "probe_workers")
-    runner = engine_for(ctx, engine, decode_workers=decode_workers, ray_address=ray_address, concurrency=concurrency)
+    runner = compute.build(ctx, decode_workers)
     try:
         result = run_eval(
             data.dataset, data.metadata, data.audio_root, model, output_dir, protocol=protocol, grid=grid,

@@ -1,4 +1,4 @@
-"""Runs of options that several evaluation commands declare alike, declared once.
+"""Runs of options that several commands declare alike, declared once.
 
 A command names a run with one placeholder parameter, e.g. ``probe: ProbeOptions = ProbeOptions()``;
 :func:`expand_groups` puts the run's options in its place in the signature typer reads (so ``--help``
@@ -14,11 +14,16 @@ import inspect
 from collections.abc import Callable
 from typing import Any, get_type_hints
 
+import typer
+
+from maest.cli.engine import engine_for
 from maest.cli.options import (
     AllowMissingOpt,
     AudioRootOpt,
+    ConcurrencyOpt,
     DatasetArg,
     DropoutOpt,
+    EngineOpt,
     EpochsOpt,
     LowQualityOpt,
     MaxLrOpt,
@@ -28,6 +33,7 @@ from maest.cli.options import (
     ProbeBatchOpt,
     ProbeWorkersOpt,
     ProgressOpt,
+    RayAddressOpt,
     ResamplerOpt,
     SeedOpt,
     SegmentsOpt,
@@ -93,7 +99,21 @@ class RunOptions:
                 "resampler": self.resampler}
 
 
-GROUPS = (EvalData, ProbeOptions, RunOptions)
+@dataclasses.dataclass(frozen=True)
+class EngineOptions:
+    """``--engine`` and the options of the Ray engine, on every command that computes tracks."""
+
+    engine: EngineOpt = "local"
+    ray_address: RayAddressOpt = None
+    concurrency: ConcurrencyOpt = 1
+
+    def build(self, ctx: typer.Context, decode_workers: int):
+        """The engine these options name (see :func:`maest.cli.engine.engine_for`); close it when done."""
+        return engine_for(ctx, self.engine, decode_workers=decode_workers, ray_address=self.ray_address,
+                          concurrency=self.concurrency)
+
+
+GROUPS = (EvalData, ProbeOptions, RunOptions, EngineOptions)
 
 
 def expand_groups(command: Callable[..., Any]) -> Callable[..., Any]:
