@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -103,6 +105,15 @@ experiment_app = typer.Typer(help="The paper's downstream experiments, with plot
                              no_args_is_help=True)
 
 
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """An experiment's failure (bad input, a file it cannot read or write) as one ``error:`` line, exit status 1."""
+    try:
+        yield
+    except (OSError, ValueError, RuntimeError) as error:
+        fail(f"{type(error).__name__}: {error}")
+
+
 def _block_range(text: str) -> list[int]:
     """'5-12' -> [5, ..., 12]; '5,7,9' -> [5, 7, 9]."""
     try:
@@ -134,16 +145,13 @@ def experiment_blocks_command(
     """Figure 2: probe scores per block and token stack, from one forward pass per segment."""
     from maest.evaluate.experiments import blocks_experiment
 
-    probe_workers = renamed_workers(ctx, run.workers, run.probe_workers, "probe_workers")
+    run_keywords = run.keywords(ctx, "workers")
     block_list = _block_range(blocks)
-    try:
+    with _one_line_errors():
         rows = blocks_experiment(
             model=model, output_dir=output_dir, blocks=block_list, token_stacks=split_token_stacks(tokens),
-            protocol=protocol, device=device, batch_size=batch_size, workers=probe_workers,
-            **probe.experiment_keywords(data), **run.keywords(),
+            protocol=protocol, device=device, batch_size=batch_size, **probe.experiment_keywords(data), **run_keywords,
         )
-    except (OSError, ValueError, RuntimeError) as error:
-        fail(f"{type(error).__name__}: {error}")
     typer.echo(f"{len(rows)} probes; wrote {output_dir / 'blocks.png'}, {output_dir / 'blocks.csv'}, {output_dir / 'blocks.md'}")
 
 
@@ -174,16 +182,13 @@ def experiment_patchout_command(
     """Figure 3: throughput (segments/s) vs mAP under inference time and frequency patchout."""
     from maest.evaluate.experiments import patchout_experiment
 
-    probe_workers = renamed_workers(ctx, run.workers, run.probe_workers, "probe_workers")
-    try:
+    run_keywords = run.keywords(ctx, "workers")
+    with _one_line_errors():
         rows = patchout_experiment(
             model=model, output_dir=output_dir, time_patchout=split_list(time_patchout, int),
             freq_patchout=split_list(freq_patchout, int), cross=cross, block=block, tokens=tokens, protocol=protocol,
-            device=device, batch_size=batch_size, workers=probe_workers,
-            **probe.experiment_keywords(data), **run.keywords(),
+            device=device, batch_size=batch_size, **probe.experiment_keywords(data), **run_keywords,
         )
-    except (OSError, ValueError, RuntimeError) as error:
-        fail(f"{type(error).__name__}: {error}")
     typer.echo(f"{len(rows)} settings; wrote {output_dir / 'patchout.png'}, {output_dir / 'patchout.csv'}, {output_dir / 'patchout.md'}")
 
 
@@ -209,14 +214,12 @@ def experiment_compare_command(
     from maest.evaluate.experiments import compare_experiment
     from maest.model import parse_tokens
 
-    probe_workers = renamed_workers(ctx, run.workers, run.probe_workers, "probe_workers")
-    try:
+    run_keywords = run.keywords(ctx, "probe_workers")
+    with _one_line_errors():
         rows = compare_experiment(
             models=models, output_dir=output_dir, protocol=protocol, blocks=blocks,
             tokens=parse_tokens(tokens) if tokens else None, device=device, batch_size=batch_size,
-            probe_workers=probe_workers, **probe.experiment_keywords(data), **run.keywords(),
+            **probe.experiment_keywords(data), **run_keywords,
         )
-    except (OSError, ValueError, RuntimeError) as error:
-        fail(f"{type(error).__name__}: {error}")
     typer.echo((output_dir / "compare.md").read_text())
     typer.echo(f"{len(rows)} models; wrote {output_dir / 'compare.png'}, {output_dir / 'compare.csv'}")

@@ -38,6 +38,7 @@ from maest.cli.options import (
     SeedOpt,
     SegmentsOpt,
     WarmupOpt,
+    renamed_workers,
     require,
 )
 
@@ -93,9 +94,11 @@ class RunOptions:
     precision: PrecisionOpt = None
     resampler: ResamplerOpt = None
 
-    def keywords(self) -> dict:
-        """``seed``, ``progress``, ``precision`` and ``resampler`` as keywords of an experiment function."""
-        return {"seed": self.seed, "progress": self.progress, "precision": self.precision,
+    def keywords(self, ctx: typer.Context, workers_keyword: str) -> dict:
+        """These options as keywords of an experiment function, whose probe workers are ``workers_keyword``
+        (``--workers``, the old name of ``--probe-workers``, still counts)."""
+        return {workers_keyword: renamed_workers(ctx, self.workers, self.probe_workers, "probe_workers"),
+                "seed": self.seed, "progress": self.progress, "precision": self.precision,
                 "resampler": self.resampler}
 
 
