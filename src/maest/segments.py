@@ -70,12 +70,17 @@ def hop_frames(segment_frames: int, overlap: float) -> int:
     return max(1, round(segment_frames * (1.0 - overlap)))
 
 
-def segment_starts(total_frames: int, segment_frames: int, overlap: float = 0.5, crop: str | None = None) -> Segments:
-    """Segments covering ``total_frames`` mel frames (module docstring gives the rule)."""
+def _check_frames(total_frames: int, segment_frames: int, least_segment: int) -> None:
+    """Refuse an empty track, or a segment length the rule cannot cut (below ``least_segment``)."""
     if total_frames < 1:
         raise ValueError(f"a track needs at least one frame, got {total_frames}")
-    if segment_frames < 1:
-        raise ValueError(f"segment_frames must be >= 1, got {segment_frames}")
+    if segment_frames < least_segment:
+        raise ValueError(f"segment_frames must be >= {least_segment}, got {segment_frames}")
+
+
+def segment_starts(total_frames: int, segment_frames: int, overlap: float = 0.5, crop: str | None = None) -> Segments:
+    """Segments covering ``total_frames`` mel frames (module docstring gives the rule)."""
+    _check_frames(total_frames, segment_frames, 1)
     if crop not in CROPS:
         raise ValueError(f"crop must be one of {CROPS}, got {crop!r}")
     hop = hop_frames(segment_frames, overlap)
@@ -92,10 +97,7 @@ def segment_starts(total_frames: int, segment_frames: int, overlap: float = 0.5,
 
 def original_segment_starts(total_frames: int, segment_frames: int, overlap: float = 0.5) -> Segments:
     """The original code's exhaustive segments (module docstring gives the rule): all ``segment_frames`` long."""
-    if total_frames < 1:
-        raise ValueError(f"a track needs at least one frame, got {total_frames}")
-    if segment_frames < 2:
-        raise ValueError(f"segment_frames must be >= 2, got {segment_frames}")
+    _check_frames(total_frames, segment_frames, 2)
     if overlap not in ORIGINAL_OVERLAPS:
         raise ValueError(f"the original segment rule has two modes, overlap 0.5 (half-overlapping) or 0; got {overlap}")
     hop = segment_frames // 2 if overlap else segment_frames

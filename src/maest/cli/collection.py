@@ -9,9 +9,10 @@ from typing import Annotated, Optional
 import typer
 
 from maest.cli.tsv import tsv_field
-from maest.cli.options import (DEFAULT_MODEL, BatchSizeOpt, ConcurrencyOpt, DecodeWorkersOpt, DeviceOpt,
-                               EmbedBlocksOpt, EngineOpt, PatchoutFreqOpt, PatchoutTimeOpt, PrecisionOpt, ProgressOpt,
-                               RayAddressOpt, ResamplerOpt, TokensOpt, fail, require, split_list)
+from maest.cli.groups import EngineOptions, expand_groups
+from maest.cli.options import (DEFAULT_MODEL, BatchSizeOpt, DecodeWorkersOpt, DeviceOpt, EmbedBlocksOpt,
+                               PatchoutFreqOpt, PatchoutTimeOpt, PrecisionOpt, ProgressOpt, ResamplerOpt, TokensOpt,
+                               fail, require, split_list)
 
 head_app = typer.Typer(help="Own-label heads: fit a small tagger for your labels on MAEST embeddings.",
                        no_args_is_help=True)
@@ -22,6 +23,7 @@ WaitOpt = Annotated[float, typer.Option(
 
 
 @head_app.command("fit")
+@expand_groups
 def head_fit_command(
     ctx: typer.Context,
     labels: Annotated[Path, typer.Argument(
@@ -51,17 +53,14 @@ def head_fit_command(
     progress: ProgressOpt = True,
     precision: PrecisionOpt = None,
     resampler: ResamplerOpt = None,
-    engine: EngineOpt = "local",
-    ray_address: RayAddressOpt = None,
-    concurrency: ConcurrencyOpt = 1,
+    compute: EngineOptions = EngineOptions(),
 ) -> None:
     """Fit a head on your labels: embeds each track once (cached), trains, picks thresholds, reports validation scores."""
     require("eval", "sklearn")
-    from maest.cli.engine import engine_for
     from maest.heads import fit_head
     from maest.model import parse_tokens
 
-    runner = engine_for(ctx, engine, decode_workers=decode_workers, ray_address=ray_address, concurrency=concurrency)
+    runner = compute.build(ctx, decode_workers)
     try:
         report = fit_head(
             labels, output, audio_root=audio_root, model=model, blocks=blocks,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -9,20 +11,10 @@ import typer
 
 from maest.cli.options import (
     DEFAULT_MODEL,
-    AllowMissingOpt,
-    AudioRootOpt,
     BatchSizeOpt,
     BlocksOpt,
-    ConcurrencyOpt,
-    DatasetArg,
     DecodeWorkersOpt,
     DeviceOpt,
-    DropoutOpt,
-    EngineOpt,
-    EpochsOpt,
-    LowQualityOpt,
-    MaxLrOpt,
-    MetadataOpt,
     ModelOpt,
     OldProbeWorkersOpt,
     OverlapOpt,
@@ -30,39 +22,25 @@ from maest.cli.options import (
     PrecisionOpt,
     ResamplerOpt,
     PatchoutTimeOpt,
-    ProbeBatchOpt,
     ProbeWorkersOpt,
     ProgressOpt,
     ProtocolOpt,
-    RayAddressOpt,
     SeedOpt,
-    SegmentsOpt,
     TokensOpt,
     TokenStacksOpt,
-    WarmupOpt,
     fail,
     renamed_workers,
     require,
     split_list,
     split_token_stacks,
 )
+from maest.cli.groups import EngineOptions, EvalData, ProbeOptions, RunOptions, expand_groups
 
 
-def _overrides(epochs: int | None, max_lr: float | None, batch: int | None, dropout: float | None,
-               warmup: int | None = None) -> dict:
-    values = {"epochs": epochs, "max_lr": max_lr, "batch_size": batch, "dropout": dropout, "warmup_epochs": warmup}
-    return {k: v for k, v in values.items() if v is not None}
-
-
-def _dataset_options(dataset: str, low_quality: bool) -> dict:
-    return {"low_quality": True} if low_quality and dataset.startswith("mtg-jamendo-") else {}
-
-
+@expand_groups
 def eval_command(
     ctx: typer.Context,
-    dataset: DatasetArg,
-    metadata: MetadataOpt,
-    audio_root: AudioRootOpt,
+    data: EvalData,
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Results (results.md, results.json), cached "
                                              "embeddings and probe runs; a rerun resumes.")],
     model: ModelOpt = DEFAULT_MODEL,
@@ -74,14 +52,7 @@ def eval_command(
     patchout_time: PatchoutTimeOpt = 1,
     patchout_freq: PatchoutFreqOpt = "",
     overlap: OverlapOpt = 0.5,
-    segments: SegmentsOpt = None,
-    epochs: EpochsOpt = None,
-    max_lr: MaxLrOpt = None,
-    batch: ProbeBatchOpt = None,
-    dropout: DropoutOpt = None,
-    warmup: WarmupOpt = None,
-    low_quality: LowQualityOpt = False,
-    allow_missing: AllowMissingOpt = False,
+    probe: ProbeOptions = ProbeOptions(),
     device: DeviceOpt = None,
     batch_size: BatchSizeOpt = 8,
     decode_workers: DecodeWorkersOpt = 0,
@@ -93,9 +64,7 @@ def eval_command(
     progress: ProgressOpt = True,
     precision: PrecisionOpt = None,
     resampler: ResamplerOpt = None,
-    engine: EngineOpt = "local",
-    ray_address: RayAddressOpt = None,
-    concurrency: ConcurrencyOpt = 1,
+    compute: EngineOptions = EngineOptions(),
 ) -> None:
     """Embed a dataset's tracks, train the MLP probe, report test ROC-AUC and mAP (Markdown + JSON).
 
@@ -107,20 +76,19 @@ def eval_command(
     from maest.evaluate.runner import run_eval
     from maest.model import parse_tokens
 
-    from maest.cli.engine import engine_for
-
     probe_workers = renamed_workers(ctx, workers, probe_workers, "probe_workers")
-    runner = engine_for(ctx, engine, decode_workers=decode_workers, ray_address=ray_address, concurrency=concurrency)
+    runner = compute.build(ctx, decode_workers)
     try:
         result = run_eval(
-            dataset, metadata, audio_root, model, output_dir, protocol=protocol, grid=grid, blocks=blocks,
+            data.dataset, data.metadata, data.audio_root, model, output_dir, protocol=protocol, grid=grid,
+            blocks=blocks,
             tokens=parse_tokens(tokens) if tokens else None, patchout_time=patchout_time,
-            patchout_freq=split_list(patchout_freq, int), overlap=overlap, segments=segments, device=device,
+            patchout_freq=split_list(patchout_freq, int), overlap=overlap, segments=probe.segments, device=device,
             batch_size=batch_size,
             decode_workers=decode_workers, probe_workers=probe_workers, probe_device=probe_device,
-            allow_missing=allow_missing, seed=seed,
-            dataset_options=_dataset_options(dataset, low_quality),
-            probe_overrides=_overrides(epochs, max_lr, batch, dropout, warmup), progress=progress,
+            allow_missing=probe.allow_missing, seed=seed,
+            dataset_options=probe.dataset_options(data.dataset),
+            probe_overrides=probe.overrides(), progress=progress,
             precision=precision, resampler=resampler, engine=runner,
         )
     except (MissingAudioError, DatasetFormatError) as error:
@@ -137,12 +105,13 @@ experiment_app = typer.Typer(help="The paper's downstream experiments, with plot
                              no_args_is_help=True)
 
 
-def _common(dataset: str, metadata: Path, audio_root: Path, low_quality: bool, epochs, max_lr, batch, dropout,
-            warmup) -> dict:
-    require("eval", "sklearn", "matplotlib")
-    return {"dataset": dataset, "metadata": metadata, "audio_root": audio_root,
-            "dataset_options": _dataset_options(dataset, low_quality),
-            "probe_overrides": _overrides(epochs, max_lr, batch, dropout, warmup)}
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """An experiment's failure (bad input, a file it cannot read or write) as one ``error:`` line, exit status 1."""
+    try:
+        yield
+    except (OSError, ValueError, RuntimeError) as error:
+        fail(f"{type(error).__name__}: {error}")
 
 
 def _block_range(text: str) -> list[int]:
@@ -157,11 +126,10 @@ def _block_range(text: str) -> list[int]:
 
 
 @experiment_app.command("blocks")
+@expand_groups
 def experiment_blocks_command(
     ctx: typer.Context,
-    dataset: DatasetArg,
-    metadata: MetadataOpt,
-    audio_root: AudioRootOpt,
+    data: EvalData,
     output_dir: Annotated[Path, typer.Option(
         "--output-dir", "-o", help="blocks.png, blocks.csv, blocks.md, cached features; a rerun resumes.")],
     model: ModelOpt = DEFAULT_MODEL,
@@ -169,46 +137,29 @@ def experiment_blocks_command(
         "--blocks", help="Blocks to sweep: a range 5-12 or a list 5,7,9 (paper: 5..12).")] = "5-12",
     tokens: TokenStacksOpt = "c,d,a,cd,ca,da,cda",
     protocol: ProtocolOpt = "paper",
-    segments: SegmentsOpt = None,
-    epochs: EpochsOpt = None,
-    max_lr: MaxLrOpt = None,
-    batch: ProbeBatchOpt = None,
-    dropout: DropoutOpt = None,
-    warmup: WarmupOpt = None,
-    low_quality: LowQualityOpt = False,
-    allow_missing: AllowMissingOpt = False,
+    probe: ProbeOptions = ProbeOptions(),
     device: DeviceOpt = None,
     batch_size: BatchSizeOpt = 8,
-    probe_workers: ProbeWorkersOpt = None,
-    workers: OldProbeWorkersOpt = None,
-    seed: SeedOpt = 0,
-    progress: ProgressOpt = True,
-    precision: PrecisionOpt = None,
-    resampler: ResamplerOpt = None,
+    run: RunOptions = RunOptions(),
 ) -> None:
     """Figure 2: probe scores per block and token stack, from one forward pass per segment."""
     from maest.evaluate.experiments import blocks_experiment
 
-    probe_workers = renamed_workers(ctx, workers, probe_workers, "probe_workers")
+    run_keywords = run.keywords(ctx, "workers")
     block_list = _block_range(blocks)
-    try:
+    with _one_line_errors():
         rows = blocks_experiment(
             model=model, output_dir=output_dir, blocks=block_list, token_stacks=split_token_stacks(tokens),
-            protocol=protocol, segments=segments, device=device, batch_size=batch_size, workers=probe_workers,
-            allow_missing=allow_missing, seed=seed, progress=progress, precision=precision, resampler=resampler,
-            **_common(dataset, metadata, audio_root, low_quality, epochs, max_lr, batch, dropout, warmup),
+            protocol=protocol, device=device, batch_size=batch_size, **probe.experiment_keywords(data), **run_keywords,
         )
-    except (OSError, ValueError, RuntimeError) as error:
-        fail(f"{type(error).__name__}: {error}")
     typer.echo(f"{len(rows)} probes; wrote {output_dir / 'blocks.png'}, {output_dir / 'blocks.csv'}, {output_dir / 'blocks.md'}")
 
 
 @experiment_app.command("patchout")
+@expand_groups
 def experiment_patchout_command(
     ctx: typer.Context,
-    dataset: DatasetArg,
-    metadata: MetadataOpt,
-    audio_root: AudioRootOpt,
+    data: EvalData,
     output_dir: Annotated[Path, typer.Option(
         "--output-dir", "-o", help="patchout.png, patchout.csv, patchout.md, cached features; a rerun resumes.")],
     model: ModelOpt = DEFAULT_MODEL,
@@ -221,49 +172,31 @@ def experiment_patchout_command(
     block: Annotated[int, typer.Option("--block", help="Embedding block.")] = 7,
     tokens: TokensOpt = "cda",
     protocol: ProtocolOpt = "paper",
-    segments: SegmentsOpt = None,
-    epochs: EpochsOpt = None,
-    max_lr: MaxLrOpt = None,
-    batch: ProbeBatchOpt = None,
-    dropout: DropoutOpt = None,
-    warmup: WarmupOpt = None,
-    low_quality: LowQualityOpt = False,
-    allow_missing: AllowMissingOpt = False,
+    probe: ProbeOptions = ProbeOptions(),
     device: Annotated[Optional[str], typer.Option(
         "--device", help="Device; throughput is measured on it (default: cuda if available).")] = None,
     batch_size: Annotated[int, typer.Option(
         "--batch-size", min=1, help="Segments per model call (extraction and throughput).")] = 8,
-    probe_workers: ProbeWorkersOpt = None,
-    workers: OldProbeWorkersOpt = None,
-    seed: SeedOpt = 0,
-    progress: ProgressOpt = True,
-    precision: PrecisionOpt = None,
-    resampler: ResamplerOpt = None,
+    run: RunOptions = RunOptions(),
 ) -> None:
     """Figure 3: throughput (segments/s) vs mAP under inference time and frequency patchout."""
     from maest.evaluate.experiments import patchout_experiment
 
-    probe_workers = renamed_workers(ctx, workers, probe_workers, "probe_workers")
-    try:
+    run_keywords = run.keywords(ctx, "workers")
+    with _one_line_errors():
         rows = patchout_experiment(
             model=model, output_dir=output_dir, time_patchout=split_list(time_patchout, int),
             freq_patchout=split_list(freq_patchout, int), cross=cross, block=block, tokens=tokens, protocol=protocol,
-            segments=segments,
-            device=device, batch_size=batch_size, workers=probe_workers, allow_missing=allow_missing, seed=seed,
-            progress=progress, precision=precision, resampler=resampler,
-            **_common(dataset, metadata, audio_root, low_quality, epochs, max_lr, batch, dropout, warmup),
+            device=device, batch_size=batch_size, **probe.experiment_keywords(data), **run_keywords,
         )
-    except (OSError, ValueError, RuntimeError) as error:
-        fail(f"{type(error).__name__}: {error}")
     typer.echo(f"{len(rows)} settings; wrote {output_dir / 'patchout.png'}, {output_dir / 'patchout.csv'}, {output_dir / 'patchout.md'}")
 
 
 @experiment_app.command("compare")
+@expand_groups
 def experiment_compare_command(
     ctx: typer.Context,
-    dataset: DatasetArg,
-    metadata: MetadataOpt,
-    audio_root: AudioRootOpt,
+    data: EvalData,
     models: Annotated[list[str], typer.Option(
         "--model", "-m", help="A checkpoint to compare (repeat the option for each).")],
     output_dir: Annotated[Path, typer.Option(
@@ -272,37 +205,21 @@ def experiment_compare_command(
     blocks: Annotated[Optional[int], typer.Option(
         "--blocks", help="Embedding block (default: the protocol's, 7).")] = None,
     tokens: TokensOpt = None,
-    segments: SegmentsOpt = None,
-    epochs: EpochsOpt = None,
-    max_lr: MaxLrOpt = None,
-    batch: ProbeBatchOpt = None,
-    dropout: DropoutOpt = None,
-    warmup: WarmupOpt = None,
-    low_quality: LowQualityOpt = False,
-    allow_missing: AllowMissingOpt = False,
+    probe: ProbeOptions = ProbeOptions(),
     device: DeviceOpt = None,
     batch_size: BatchSizeOpt = 8,
-    probe_workers: ProbeWorkersOpt = None,
-    workers: OldProbeWorkersOpt = None,
-    seed: SeedOpt = 0,
-    progress: ProgressOpt = True,
-    precision: PrecisionOpt = None,
-    resampler: ResamplerOpt = None,
+    run: RunOptions = RunOptions(),
 ) -> None:
     """A table (and bar chart) of several checkpoints evaluated with the same protocol."""
     from maest.evaluate.experiments import compare_experiment
     from maest.model import parse_tokens
 
-    probe_workers = renamed_workers(ctx, workers, probe_workers, "probe_workers")
-    try:
+    run_keywords = run.keywords(ctx, "probe_workers")
+    with _one_line_errors():
         rows = compare_experiment(
-            dataset, metadata, audio_root, models, output_dir, protocol=protocol, blocks=blocks,
-            tokens=parse_tokens(tokens) if tokens else None, segments=segments, device=device, batch_size=batch_size,
-            probe_workers=probe_workers, allow_missing=allow_missing, seed=seed, progress=progress,
-            precision=precision, resampler=resampler, dataset_options=_dataset_options(dataset, low_quality),
-            probe_overrides=_overrides(epochs, max_lr, batch, dropout, warmup),
+            models=models, output_dir=output_dir, protocol=protocol, blocks=blocks,
+            tokens=parse_tokens(tokens) if tokens else None, device=device, batch_size=batch_size,
+            **probe.experiment_keywords(data), **run_keywords,
         )
-    except (OSError, ValueError, RuntimeError) as error:
-        fail(f"{type(error).__name__}: {error}")
     typer.echo((output_dir / "compare.md").read_text())
     typer.echo(f"{len(rows)} models; wrote {output_dir / 'compare.png'}, {output_dir / 'compare.csv'}")

@@ -10,12 +10,10 @@ import typer
 from maest.cli.options import (
     DEFAULT_MODEL,
     BatchSizeOpt,
-    ConcurrencyOpt,
     CropOpt,
     DecodeWorkersOpt,
     DeviceOpt,
     EmbedBlocksOpt,
-    EngineOpt,
     ExtensionsOpt,
     ModelOpt,
     OldDecodeWorkersOpt,
@@ -23,7 +21,6 @@ from maest.cli.options import (
     PatchoutFreqOpt,
     PatchoutTimeOpt,
     PrecisionOpt,
-    RayAddressOpt,
     ResamplerOpt,
     SegmentsOpt,
     TokensOpt,
@@ -32,6 +29,7 @@ from maest.cli.options import (
     require,
     split_list,
 )
+from maest.cli.groups import EngineOptions, expand_groups
 from maest.cli.write_tags import (DryRunOpt, FailuresOpt, GenreFieldOpt, KeepMtimeOpt, LayoutOpt, ProgressFlagOpt,
                                   ReplaceOpt, StyleFieldOpt, ThresholdOpt, WriteRequest, WriteTagsOpt,
                                   write_tags_command)
@@ -39,6 +37,7 @@ from maest.cli.write_tags import (DryRunOpt, FailuresOpt, GenreFieldOpt, KeepMti
 PathsArg = Annotated[list[Path], typer.Argument(help="Audio files and/or folders (searched recursively).")]
 
 
+@expand_groups
 def embed_command(
     ctx: typer.Context,
     paths: PathsArg,
@@ -65,18 +64,15 @@ def embed_command(
     progress: Annotated[bool, typer.Option(
         "--progress/--no-progress", help="Show a progress bar (files, hours of audio, audio s/s).")] = True,
     precision: PrecisionOpt = None,
-    engine: EngineOpt = "local",
-    ray_address: RayAddressOpt = None,
-    concurrency: ConcurrencyOpt = 1,
+    compute: EngineOptions = EngineOptions(),
     resampler: ResamplerOpt = None,
 ) -> None:
     """Embed every audio file into OUTPUT: resumable, bad files listed in OUTPUT/failures.tsv."""
-    from maest.cli.engine import engine_for
     from maest.extraction import ExtractError, extract
     from maest.model import parse_tokens
 
     decode_workers = renamed_workers(ctx, workers, decode_workers, "decode_workers")
-    runner = engine_for(ctx, engine, decode_workers=decode_workers, ray_address=ray_address, concurrency=concurrency)
+    runner = compute.build(ctx, decode_workers)
     shard_pair = None
     if shard is not None:
         try:
@@ -108,6 +104,7 @@ def embed_command(
         fail("no track was embedded")
 
 
+@expand_groups
 def tag_command(
     ctx: typer.Context,
     paths: PathsArg,
@@ -138,9 +135,7 @@ def tag_command(
     workers: OldDecodeWorkersOpt = None,
     precision: PrecisionOpt = None,
     resampler: ResamplerOpt = None,
-    engine: EngineOpt = "local",
-    ray_address: RayAddressOpt = None,
-    concurrency: ConcurrencyOpt = 1,
+    compute: EngineOptions = EngineOptions(),
     write_tags: WriteTagsOpt = False,
     threshold: ThresholdOpt = 0.1,
     layout: LayoutOpt = "split",
@@ -154,7 +149,6 @@ def tag_command(
 ) -> None:
     """Print the most probable Discogs styles (or the checkpoint's, or a head's labels) of each track;
     with --write-tags, write them into the files' own tags instead."""
-    from maest.cli.engine import engine_for
     from maest.extraction import run_files
     from maest.extraction.engines import load_pipeline
     from maest.extraction.run import precision_phrase
@@ -164,7 +158,7 @@ def tag_command(
     if write_tags:
         if plot is not None or output_format != "table":
             fail("--plot and --format do not apply with --write-tags")
-        if engine != "local":
+        if compute.engine != "local":
             fail("--write-tags runs on the local engine only (files are written where they lie); "
                  "leave out --engine")
         request = WriteRequest(threshold, layout, genre_field, style_field, replace, dry_run, keep_mtime, failures,
@@ -172,7 +166,7 @@ def tag_command(
         return write_tags_command(paths, model, head, top_k, request, overlap=overlap, crop=crop, segments=segments,
                                   extensions=extensions, batch_size=batch_size, device=device,
                                   decode_workers=decode_workers, precision=precision, resampler=resampler)
-    runner = engine_for(ctx, engine, decode_workers=decode_workers, ray_address=ray_address, concurrency=concurrency)
+    runner = compute.build(ctx, decode_workers)
     if output_format not in ("table", "json", "tsv"):
         fail(f"--format must be table, json or tsv, got {output_format!r}")
     if plot_scale not in ("fixed", "auto"):
