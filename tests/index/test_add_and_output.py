@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from index_data import write_tree
 from maest import index as mi
-from maest.index.sources import SETTINGS_FILE
 
 pytest.importorskip("faiss")
 
@@ -22,15 +22,6 @@ def run(*args):
     from maest.cli import app
 
     return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def write_tree(root: Path, keys: list[str], vectors: np.ndarray, spec: dict | None) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for key, vector in zip(keys, vectors):
-        np.save(root / key, vector)
-    if spec is not None:
-        (root / SETTINGS_FILE).write_text(json.dumps(spec))
-    return root
 
 
 @pytest.fixture

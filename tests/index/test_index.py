@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import index_data
 from maest import index as mi
-from maest.index.sources import SETTINGS_FILE
 
 pytest.importorskip("faiss")
 
@@ -46,12 +46,7 @@ def keys_for(n: int, start: int = 0) -> list[str]:
 
 
 def write_tree(root: Path, keys: list[str], vectors: np.ndarray, spec: dict | None = None) -> Path:
-    for key, vector in zip(keys, vectors):
-        (root / key).parent.mkdir(parents=True, exist_ok=True)
-        np.save(root / key, vector)
-    if spec is not None:
-        (root / SETTINGS_FILE).write_text(json.dumps(spec))
-    return root
+    return index_data.write_tree(root, keys, vectors, spec)
 
 
 @pytest.mark.parametrize("kind,dtype", [("exact", "float32"), ("exact", "float16"), ("approximate", "float32")])

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import index_data
 from maest import index as mi
 from maest.index.lock import writer_lock
-from maest.index.sources import SETTINGS_FILE
 
 pytest.importorskip("faiss")
 
@@ -28,14 +28,7 @@ LEGACY = Path(__file__).with_name("legacy")
 
 
 def write_tree(root: Path, keys: list[str], vectors: np.ndarray, spec: dict | None = SPEC) -> Path:
-    for key, vector in zip(keys, vectors):
-        (root / key).parent.mkdir(parents=True, exist_ok=True)
-        np.save(root / key, vector)
-    if spec is not None:
-        import json
-
-        (root / SETTINGS_FILE).write_text(json.dumps(spec))
-    return root
+    return index_data.write_tree(root, keys, vectors, spec)
 
 
 def writer(*args, start: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:
