@@ -7,6 +7,7 @@ needs computing loads no model. The model is loaded on the first file that needs
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -84,8 +85,10 @@ class TrackAnalyzer:
             self.cache.save_labels(labels)
         return labels
 
-    def _options(self) -> tuple[Any, Any]:
-        """The tagging and embedding specs (a head's own, resampler included), checked against the model."""
+    @functools.cached_property
+    def _specs(self) -> tuple[Any, Any]:
+        """The tagging and embedding specs (a head's own, resampler included), checked against the model
+        once (they depend on the settings and the model alone, not on the track)."""
         pipeline = self.pipeline
         if self.head is not None:
             from maest.heads.spec import run_spec
@@ -101,7 +104,7 @@ class TrackAnalyzer:
         """Decode ``path`` once, run the tagger and the embedder, cache and return the results."""
         pipeline = self.pipeline
         stat = TrackCache.stat(path)
-        tag_options, embed_options = self._options()
+        tag_options, embed_options = self._specs
         mel, duration = pipeline.mel(path, resampler=embed_options.resampler)
         (_, tagged), = pipeline.run_tracks([(0, mel, duration)], "tag", tag_options)
         (_, embedded), = pipeline.run_tracks([(0, mel, duration)], "embed", embed_options)
