@@ -118,10 +118,12 @@ class MaestPipeline:
     def chunk_seconds(self, value: int) -> None:
         self.decoder.chunk_seconds = value
 
-    def decoder_for(self, resampler: str) -> TrackMel:
+    def decoder_for(self, resampler: str | None) -> TrackMel:
         """This model's file decoder resampling with ``resampler`` (a copy: the spec's resampler travels with
-        the decoder to worker processes and Ray tasks)."""
-        return self.decoder if self.decoder.resampler == resampler else dataclasses.replace(self.decoder, resampler=resampler)
+        the decoder to worker processes and Ray tasks); None: its own decoder."""
+        if resampler is None or resampler == self.decoder.resampler:
+            return self.decoder
+        return dataclasses.replace(self.decoder, resampler=resampler)
 
     def spec(self, **options: Any) -> EmbeddingSpec:
         """The :class:`~maest.spec.EmbeddingSpec` of this model's embeddings with these options, checked."""

@@ -123,7 +123,7 @@ class RayEngine(EngineBase):
         pipeline.runner(mode, options)  # checks the options before anything is shipped
         ray = import_ray()
         # numbers only (its frontend is built in each task); the spec's resampler travels with it
-        decoder = copy.copy(pipeline.decoder_for(getattr(options, "resampler", pipeline.decoder.resampler)))
+        decoder = copy.copy(pipeline.decoder_for(getattr(options, "resampler", None)))
         decoded = dataset.map_batches(
             decode_batch, fn_kwargs={"decoder": decoder, "actor_decode_seconds": self.actor_decode_seconds},
             batch_size=1, batch_format="pyarrow", num_cpus=0,  # Ray retries a task whose worker died (3 times)

@@ -90,7 +90,7 @@ class LocalEngine(EngineBase):
             batch_size: int) -> Iterator[TrackOutcome]:
         batcher = pipeline.batcher(pipeline.runner(mode, options), options, batch_size)
         # A spec carries its resampler; plain per-segment options decode as the pipeline's decoder does.
-        decoder = pipeline.decoder_for(getattr(options, "resampler", pipeline.decoder.resampler))
+        decoder = pipeline.decoder_for(getattr(options, "resampler", None))
         return process(items, batcher, decoder, self.decode_workers)
 
 
